@@ -1,0 +1,92 @@
+"""Topic provisioning and inspection against the configured cluster (streams topics create | list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streams import topics
+from streams.settings import Settings
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="article-streams-admin")
+    await client.start()
+    return client
+
+
+async def create_topics(settings: Settings) -> list[tuple[str, str]]:
+    """Create every registry topic that is missing; returns (physical name, created|exists)."""
+    client = await _admin(settings)
+    try:
+        existing = set(await client.list_topics())
+        result: list[tuple[str, str]] = []
+        missing = []
+        for t in topics.ALL:
+            name = t.physical(settings)
+            if name in existing:
+                result.append((name, "exists"))
+                continue
+            missing.append(
+                NewTopic(name, t.partition_count(settings), settings.topic_replication, topic_configs=t.config())
+            )
+        if missing:
+            resp = await client.create_topics(missing, timeout_ms=30000)
+            errors = {err[0]: (err[1], err[2] if len(err) > 2 else "") for err in resp.topic_errors}
+            for nt in missing:
+                code, msg = errors.get(nt.name, (0, ""))
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise RuntimeError(f"creating topic {nt.name} failed: error {code} {msg}")
+                result.append((nt.name, "created" if code == 0 else "exists"))
+        return sorted(result)
+    finally:
+        await client.close()
+
+
+async def describe(settings: Settings) -> list[TopicState]:
+    """The registry's topics as the broker has them (missing ones are left out)."""
+    client = await _admin(settings)
+    try:
+        existing = set(await client.list_topics())
+        names = [t.physical(settings) for t in topics.ALL if t.physical(settings) in existing]
+        if not names:
+            return []
+        described = await client.describe_topics(names)
+        parts: dict[str, int] = {d["topic"]: len(d["partitions"]) for d in described}
+        configs: dict[str, dict[str, str]] = {n: {} for n in names}
+        responses = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        wanted = {"cleanup.policy", "retention.ms", "max.message.bytes"}
+        for resp in responses:
+            for res in resp.resources:
+                name = res[3]
+                for entry in res[4]:
+                    if entry[0] in wanted:
+                        configs.setdefault(name, {})[entry[0]] = entry[1]
+        return [TopicState(n, parts.get(n, 0), configs.get(n, {})) for n in names]
+    finally:
+        await client.close()
+
+
+def describe_row(state: TopicState, settings: Settings) -> dict[str, Any]:
+    logical = state.name[len(settings.topic_prefix) :] if settings.topic_prefix else state.name
+    t = topics.BY_NAME.get(logical)
+    return {
+        "topic": state.name,
+        "partitions": state.partitions,
+        "cleanup.policy": state.config.get("cleanup.policy", "?"),
+        "retention.ms": state.config.get("retention.ms", "?"),
+        "key": t.key if t else "?",
+        "schema": (t.schema or "-") if t else "?",
+    }

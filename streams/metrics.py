@@ -1,0 +1,102 @@
+"""Every Prometheus metric of the pipeline, defined once. Units in names; durations in seconds."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Stage work per event is sub-millisecond to tens of milliseconds.
+PROCESSING_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+# Ingestion to output crosses Kafka transactions (commit interval ~0.1-1 s) and queues.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
+class Metrics:
+    """All metrics, registered against one registry (tests pass a fresh CollectorRegistry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Info("streams_build", "Version of article-streams and the pinned Kafka.", registry=r)
+        self.events_in = Counter("streams_events_in_total", "Events a stage consumed.", ["stage"], registry=r)
+        self.events_out = Counter(
+            "streams_events_out_total",
+            "Events a stage emitted, by outcome (normalized, rejected, unique, update, duplicate, ...).",
+            ["stage", "outcome"],
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "streams_processing_seconds",
+            "Time a stage spends on one event (decode, rule, encode), in seconds.",
+            ["stage"],
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "streams_end_to_end_latency_seconds",
+            "From the raw event's Kafka timestamp (ingestion) to the stage's output, in seconds.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "streams_consumer_lag_records",
+            "Records between the committed offset and the high watermark, per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "streams_rejections_total",
+            "Events refused, by stage and reason code.",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "streams_duplicates_total", "Duplicates dropped by dedup, by match kind.", ["match"], registry=r
+        )
+        self.dedup_index_articles = Gauge(
+            "streams_dedup_index_articles", "Articles held in the dedup index.", registry=r
+        )
+        self.dedup_index_bytes = Gauge(
+            "streams_dedup_index_bytes", "Estimated memory of the dedup index, in bytes.", registry=r
+        )
+        self.dedup_evictions = Counter(
+            "streams_dedup_evictions_total",
+            "Articles that left the dedup index, by cause (window, capacity).",
+            ["cause"],
+            registry=r,
+        )
+        self.recovery_remaining = Gauge(
+            "streams_state_recovery_records_remaining",
+            "Changelog records still to replay before a table is recovered.",
+            ["table"],
+            registry=r,
+        )
+        self.recovery_ratio = Gauge(
+            "streams_state_recovery_progress_ratio",
+            "Recovery progress of a table's state, 0 to 1 (1 = recovered).",
+            ["table"],
+            registry=r,
+        )
+        self.ready = Gauge("streams_worker_ready", "1 when partitions are assigned and state is recovered.", registry=r)
+        self.stage_errors = Counter(
+            "streams_stage_errors_total",
+            "Unexpected errors inside a stage (the event is rejected as internal_error).",
+            ["stage"],
+            registry=r,
+        )

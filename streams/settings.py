@@ -1,0 +1,95 @@
+"""One settings object, read from STREAMS_* environment variables; every default works on a laptop."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "article-streams")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the pipeline. `Settings.from_env()` reads STREAMS_<NAME> for each field."""
+
+    # Kafka
+    kafka_bootstrap: str = "localhost:9092"  # an existing cluster, or where the embedded broker listens
+    topic_prefix: str = ""  # prepended to every topic and to the consumer group, e.g. "staging."
+    topic_partitions: int = 4  # partitions of the article topics when `streams topics create` makes them
+    topic_replication: int = 1
+    app_id: str = "article-streams"  # consumer group id (the prefix is added)
+    processing_guarantee: str = "exactly_once"  # or at_least_once
+    # Embedded broker (streams kafka start)
+    kafka_home: str = field(default_factory=_default_cache)  # jar cache and broker data, outside the repo
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    # Worker
+    stages: str = "all"  # comma-separated stage names, or all
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = "var"  # Faust table state (RocksDB) lives here
+    store: str = "rocksdb"  # rocksdb or memory
+    table_standby_replicas: int = 1
+    log_level: str = "info"
+    log_format: str = "json"  # json or text
+    # normalize
+    max_event_bytes: int = 2 * 1024 * 1024  # larger raw events are refused as too_large
+    reject_payload_limit_bytes: int = 512 * 1024  # rejected payloads beyond this are kept truncated
+    # dedup
+    dedup_threshold: float = 0.8  # Jaccard similarity above which a copy is a near duplicate
+    dedup_window_days: float = 30.0  # articles older than this (event time) leave the index
+    dedup_max_entries: int = 2_000_000  # hard bound on the index; oldest leave first
+    dedup_num_perm: int = 128
+    dedup_shingle_size: int = 3
+    source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("STREAMS_" + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.type, raw, f.name)
+        values.update(overrides)
+        return cls(**values)
+
+    def topic(self, logical: str) -> str:
+        """The physical topic name for a logical one (the prefix applied)."""
+        return self.topic_prefix + logical
+
+    @property
+    def group_id(self) -> str:
+        return self.topic_prefix + self.app_id
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def source_priority_list(self) -> list[str]:
+        return [s.strip() for s in self.source_priority.split(",") if s.strip()]
+
+    def as_env_doc(self) -> list[tuple[str, str]]:
+        """(variable, default) for every setting, for the README and `streams config`."""
+        return [("STREAMS_" + f.name.upper(), str(getattr(self, f.name))) for f in fields(self)]
+
+
+def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    t = str(type_name)
+    try:
+        if t == "int":
+            return int(raw)
+        if t == "float":
+            return float(raw)
+        if t == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError as exc:
+        raise ValueError(f"STREAMS_{name.upper()}={raw!r} is not a valid {t}") from exc
+    return raw

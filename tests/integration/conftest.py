@@ -1,0 +1,212 @@
+"""Integration fixtures: the real broker (the one configured, or the embedded one started here), a topic prefix
+per test, and workers run as real `streams worker` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.kafka.admin import create_topics
+from streams.kafka.local import BrokerError, EmbeddedBroker, is_embedded_target, parse_bootstrap, probe
+from streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The broker of STREAMS_KAFKA_BOOTSTRAP; the embedded one is started (and later stopped) if none answers."""
+    settings = Settings.from_env()
+    addrs = parse_bootstrap(settings.kafka_bootstrap)
+    if any(probe(a) for a in addrs):
+        yield settings.kafka_bootstrap
+        return
+    if not is_embedded_target(settings):
+        pytest.fail(f"no Kafka broker answers at {settings.kafka_bootstrap}")
+    broker = EmbeddedBroker(settings)
+    try:
+        broker.start()
+    except BrokerError as exc:  # never a silent skip: integration tests need the real broker
+        pytest.fail(f"could not start the embedded Kafka broker: {exc}")
+    try:
+        yield settings.kafka_bootstrap
+    finally:
+        broker.stop()
+
+
+_ports = iter(range(16100 + (os.getpid() % 500) * 20, 65000))
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings with a topic prefix of this test's own, a state dir of its own and a free web port."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    return Settings.from_env(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=prefix,
+        data_dir=str(tmp_path / "state"),
+        web_port=next(_ports),
+        topic_partitions=4,
+        log_format="text",
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    asyncio.run(create_topics(settings))
+    return settings
+
+
+def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")}
+    for var, value in settings.as_env_doc():
+        env[var] = value
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    """A `streams worker` subprocess; its log is kept in a file for failing tests to show."""
+
+    def __init__(self, settings: Settings, log: Path, stages: str = "all", **env: Any) -> None:
+        self.settings = settings
+        self.log_path = log
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--stages", stages],
+            env=settings_env(settings, **env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}{path}"
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                status, _ = self.get("/ready")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def tail(self, n: int = 60) -> str:
+        self.log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, stages: str = "all", **env: Any) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", stages, **env)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+async def send_all(
+    settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]], partition: int | None = None
+) -> None:
+    prod = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=11 * 1024 * 1024,
+        linger_ms=5,
+    )
+    await prod.start()
+    try:
+        futs = [await prod.send(settings.topic(topic), value=v, key=k, partition=partition) for k, v in items]
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+
+
+async def read_committed(
+    settings: Settings, topic: str, *, expect: int, timeout: float = 60.0, settle: float = 2.0
+) -> list[Any]:
+    """Every committed record of a topic: waits until `expect` arrived, then `settle` more seconds for extras."""
+    name = settings.topic(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=11 * 1024 * 1024,
+        fetch_max_bytes=24 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(name) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(name) or set()
+        tps = [TopicPartition(name, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        while True:
+            now = time.monotonic()
+            if len(out) >= expect and settle_until is None:
+                settle_until = now + settle
+            if (settle_until is not None and now >= settle_until) or now >= deadline:
+                return out
+            batch = await consumer.getmany(timeout_ms=300)
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+
+
+def values(msgs: list[Any]) -> list[Any]:
+    return [orjson.loads(m.value) for m in msgs]
