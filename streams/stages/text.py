@@ -1,0 +1,454 @@
+"""Text and HTML cleaning for normalize: mojibake, NFC, control characters, paragraphs, main content.
+
+A body becomes a list of `Block`s (paragraphs), each a tuple of lines with whitespace collapsed. Lines matter
+to find aggregator marks (a credit line under a title line); normalize joins a block's lines with a space
+(text: hard wrapping) or a newline (HTML: a <br>), and blocks with a blank line. HTML goes through
+trafilatura (main content only: no navigation, ads, footers), with a plain lxml walk of the nh3-sanitised
+HTML as the fallback for fragments trafilatura returns nothing for.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import ftfy
+import lxml.html
+import nh3
+import trafilatura
+from lxml import etree
+from trafilatura.htmlprocessing import convert_to_html
+from trafilatura.metadata import extract_title
+from trafilatura.settings import Extractor, use_config
+
+# Newline spellings other than \n: CRLF, CR, NEL, LINE/PARAGRAPH SEPARATOR. Applied before control stripping,
+# since NEL (U+0085) is itself a C1 control.
+_NEWLINES = re.compile("\r\n?|[\u0085\u2028\u2029]")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# C0/C1 controls except \t and \n, lone surrogates, noncharacters, and invisible format characters that only
+# split words (soft hyphen, zero-width space, word joiner, BOM). ZWJ/ZWNJ and bidi marks carry meaning: kept.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b\u2060\ufeff\ufffe\uffff\ud800-\udfff]")
+# ftfy costs ~0.2 ms per 3 KB, so it runs only when the text shows what UTF-8 read as Latin-1/Windows-1252
+# looks like: a lead byte (U+00C2..U+00F4) followed by a continuation byte (U+0080..U+00BF or its
+# Windows-1252 spelling), a lost U+00A0 ("Ã "), or a stray C1 control (Windows-1252 read as Latin-1).
+_CP1252_CONTINUATION = "\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u017d"
+_CP1252_CONTINUATION += "\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u017e\u0178"
+_MOJIBAKE_HINT = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_CONTINUATION}]|\u00c3 |[\u0080-\u009f]")
+_MOJIBAKE_FIRST = re.compile("[\u0080-\u009f\u00c2-\u00f4]")  # one-class scan, ~3x faster: the usual "no"
+# Only the encoding repairs: curly quotes, full-width forms and ligatures are the author's, not damage, and
+# this keeps `mojibake_fixed` meaning exactly that.
+_FTFY = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+# Elements dropped with their content before anything reads the page: their text is never article text.
+DROP_WITH_CONTENT = frozenset(
+    {
+        "script", "style", "noscript", "template", "iframe", "frame", "frameset", "object", "embed", "applet",
+        "svg", "math", "canvas", "audio", "video", "textarea", "select", "button", "head", "title",
+    }
+)  # fmt: skip
+_SCRIPTS = ("script", "style", "noscript", "template")
+# The fallback also drops page furniture, which trafilatura drops on its own.
+_FALLBACK_DROP = DROP_WITH_CONTENT | {"nav", "aside", "footer", "form", "option"}
+# What sanitised article HTML may contain: text structure and links, nothing active.
+SAFE_TAGS = frozenset(
+    {
+        "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd", "blockquote",
+        "q", "pre", "code", "em", "strong", "b", "i", "u", "s", "sub", "sup", "small", "mark", "del", "ins",
+        "abbr", "cite", "a", "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "figure",
+        "figcaption",
+    }
+)  # fmt: skip
+_SAFE_ATTRIBUTES = {
+    "a": {"href", "hreflang", "title"},
+    "abbr": {"title"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+}
+_URL_SCHEMES = {"http", "https", "mailto"}
+# Tags that end a paragraph when walking HTML to text.
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details", "div",
+        "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+        "header", "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
+        "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    }
+)  # fmt: skip
+# trafilatura falls back to a flat "baseline" (every paragraph merged into one) when the main extraction is
+# under 250 characters; short partner fragments are normal here, so any non-empty extraction is accepted.
+_TRAFILATURA_CONFIG = use_config()
+_TRAFILATURA_CONFIG.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
+# Built once and only read afterwards (trafilatura copies it before changing anything): building one per call
+# costs ~0.15 ms of config parsing. No url: links are resolved here, and metadata is not wanted.
+_EXTRACTOR = Extractor(
+    config=_TRAFILATURA_CONFIG,
+    output_format="python",
+    fast=True,  # no readability/justext second opinion: faster, and the lxml fallback covers fragments
+    comments=False,
+    tables=True,
+    images=False,
+    links=True,
+    dedup=False,
+    with_metadata=False,
+)
+_LANG_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+@dataclass(frozen=True)
+class CleanText:
+    """Text after repair; `mojibake_fixed` says whether ftfy changed anything."""
+
+    text: str
+    mojibake_fixed: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph: its non-empty lines (whitespace collapsed) and, for HTML, the element it came from."""
+
+    lines: tuple[str, ...]
+    element: Any = None  # the lxml element holding exactly this paragraph, so marks can be dropped from HTML
+
+
+@dataclass(frozen=True)
+class Link:
+    """An anchor (or <link rel=alternate>) of the page: where translation links come from in HTML bodies."""
+
+    text: str
+    href: str | None
+    hreflang: str | None
+
+
+@dataclass
+class HtmlContent:
+    """What an HTML body yields: the main-content blocks, page-level hints and the trees to render from."""
+
+    blocks: list[Block]
+    title: str | None = None
+    language: str | None = None
+    links: list[Link] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)  # figure captions and credit elements of the whole page
+    extractor: str = "none"  # trafilatura, fallback or none: which path produced `blocks`
+    content: Any = None  # lxml element holding the main content (mutated by render_html)
+    page: Any = None  # the whole page without scripts and styles, for page-wide disclaimer search
+
+
+def clean(raw: str) -> CleanText:
+    """Repairs mojibake, drops control characters (newlines kept, spelt \\n) and normalises to NFC."""
+    text = raw
+    if "\r" in text or "\u0085" in text or "\u2028" in text or "\u2029" in text:
+        text = _NEWLINES.sub("\n", text)
+    fixed = False
+    if not text.isascii() and _MOJIBAKE_FIRST.search(text) and _MOJIBAKE_HINT.search(text):
+        repaired = ftfy.fix_text(text, _FTFY)
+        fixed = repaired != text
+        text = repaired
+    if "\x1b" in text:
+        text = _ANSI_ESCAPE.sub("", text)
+    text = _CONTROL.sub("", text)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return CleanText(text, fixed)
+
+
+def collapse(text: str) -> str:
+    """Runs of whitespace (any Unicode space, tabs, newlines) become one space; ends trimmed."""
+    return " ".join(text.split())
+
+
+def clean_inline(raw: str | None) -> CleanText:
+    """A one-line field (title, author, source name): cleaned and collapsed."""
+    if not raw:
+        return CleanText("")
+    cleaned = clean(raw)
+    return CleanText(collapse(cleaned.text), cleaned.mojibake_fixed)
+
+
+def text_blocks(text: str) -> list[Block]:
+    """Paragraphs of a plain-text body: blank lines separate paragraphs.
+
+    A body without any blank line but with several lines ("para\\npara\\npara", as many feeds send) has one
+    paragraph per line.
+    """
+    lines = [collapse(line) for line in text.split("\n")]
+    filled = [i for i, line in enumerate(lines) if line]
+    if not filled:
+        return []
+    inner = lines[filled[0] : filled[-1] + 1]  # blank lines around the text decide nothing
+    if "" not in inner:
+        return [Block((line,)) for line in inner]
+    blocks: list[Block] = []
+    current: list[str] = []
+    for line in lines:
+        if line:
+            current.append(line)
+        elif current:
+            blocks.append(Block(tuple(current)))
+            current = []
+    if current:
+        blocks.append(Block(tuple(current)))
+    return blocks
+
+
+def language_tag(raw: str | None) -> str | None:
+    """A BCP 47 tag in its usual case ("pt-BR", "zh-Hant"), or None when it is not one."""
+    if not raw:
+        return None
+    tag = raw.strip().replace("_", "-")
+    if not _LANG_TAG.fullmatch(tag):
+        return None
+    parts = tag.split("-")
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 2 and part.isalpha():
+            out.append(part.upper())
+        elif len(part) == 4 and part.isalpha():
+            out.append(part.title())
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+def resolve_url(href: str | None, base_url: str) -> str | None:
+    """An absolute http(s) URL for a link, or None (javascript:, data:, mailto:, unparsable...)."""
+    if not href:
+        return None
+    try:
+        absolute = urljoin(base_url, href.strip())
+        scheme = urlsplit(absolute).scheme.lower()
+    except ValueError:
+        return None
+    return absolute if scheme in ("http", "https") else None
+
+
+def sanitize_html(html: str, *, drop_furniture: bool = False) -> str:
+    """HTML restricted to SAFE_TAGS: no script, iframe, style, event handlers or javascript: URLs."""
+    return nh3.clean(
+        html,
+        tags=set(SAFE_TAGS),
+        clean_content_tags=set(_FALLBACK_DROP if drop_furniture else DROP_WITH_CONTENT),
+        attributes={k: set(v) for k, v in _SAFE_ATTRIBUTES.items()},
+        url_schemes=set(_URL_SCHEMES),
+        strip_comments=True,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def extract_html(html: str, *, base_url: str) -> HtmlContent:
+    """Main content of an HTML page or fragment as blocks, plus the page's title, language and links."""
+    page = _parse_document(html)
+    if page is None:
+        return HtmlContent(blocks=[])
+    # scripts go first, so that no label or title can pick up their text; the head goes after the title
+    etree.strip_elements(page, *_SCRIPTS, with_tail=False)
+    out = HtmlContent(blocks=[], page=page)
+    out.title = clean_inline(extract_title(page)).text or None
+    out.language = language_tag(page.get("lang")) or _meta_language(page)
+    out.links = _links(page)
+    etree.strip_elements(page, *DROP_WITH_CONTENT, with_tail=False)
+    out.captions = _captions(page)
+
+    # bare_extraction rather than extract(output_format="html"): the latter also computes a content
+    # fingerprint (simhash) we do not use, which costs more than the extraction itself.
+    document = trafilatura.bare_extraction(page, options=_EXTRACTOR)
+    body = getattr(document, "body", None)
+    if body is not None:
+        body = convert_to_html(body)[0]  # trafilatura's own XML (p, head, list, ref...) as HTML tags
+        out.blocks = html_blocks(body)
+        out.content, out.extractor = body, "trafilatura"
+    if not out.blocks:
+        fragment = _parse_fragment(sanitize_html(html, drop_furniture=True))
+        if fragment is not None:
+            out.blocks = html_blocks(fragment)
+            out.content, out.extractor = fragment, "fallback"
+    return out
+
+
+def html_blocks(root: Any) -> list[Block]:
+    """Walks an element in document order: a block element (p, li, h1...) ends a paragraph, <br> a line.
+
+    A newline in the markup is only whitespace (trafilatura also writes one between flattened inline parts).
+    Iterative (lxml.etree.iterwalk), so deeply nested pages cannot exhaust the Python stack.
+    """
+    blocks: list[Block] = []
+    buf: list[str] = []
+    starts: list[int] = []
+
+    def add(piece: str | None) -> None:
+        if piece:
+            buf.append(piece.replace("\n", " "))
+
+    for event, el in etree.iterwalk(root, events=("start", "end")):
+        tag = el.tag if isinstance(el.tag, str) else ""
+        is_block = tag in _BLOCK_TAGS
+        if event == "start":
+            if is_block:
+                _flush(buf, blocks, None)
+                starts.append(len(blocks))
+            if tag == "br":
+                buf.append("\n")
+            elif tag:
+                add(el.text)
+        else:
+            if is_block:
+                # the element owns the paragraph only when nothing else was emitted since it opened
+                start = starts.pop()
+                _flush(buf, blocks, el if len(blocks) == start else None)
+            if el is not root:
+                add(el.tail)
+    _flush(buf, blocks, None)
+    return blocks
+
+
+def page_lines(content: HtmlContent) -> Iterable[str]:
+    """Every line of text on the whole page (scripts and styles gone), for page-wide searches."""
+    if content.page is None:
+        return ()
+    body = content.page.find("body")
+    root = body if body is not None else content.page
+    return (line for block in html_blocks(root) for line in block.lines)
+
+
+def page_text(content: HtmlContent) -> str:
+    """The page's text in one string, for a cheap pre-check before `page_lines`."""
+    if content.page is None:
+        return ""
+    return str(content.page.text_content())
+
+
+def render_html(content: HtmlContent, *, drop: Sequence[Any], base_url: str) -> str | None:
+    """Sanitised HTML of the main content, without the elements in `drop` (marks removed from the text)."""
+    root = content.content
+    if root is None:
+        return None
+    for el in drop:
+        if el is not root:
+            _remove_keeping_tail(el)
+    for el in root.iter():
+        if el.tag in _BLOCK_TAGS and (el.tail is None or not el.tail.strip()):
+            el.tail = "\n"  # one newline between blocks, whatever indentation the source had
+        if el.tag == "a" and el.get("href"):
+            # relative links would point at our host once the article leaves its page
+            absolute = resolve_url(el.get("href"), base_url)
+            if absolute is None:
+                del el.attrib["href"]
+            else:
+                el.set("href", absolute)
+    inner = (root.text or "") + "".join(
+        etree.tostring(child, encoding="unicode", method="html", with_tail=True) for child in root
+    )
+    cleaned = sanitize_html(inner).strip()
+    return cleaned or None
+
+
+def _remove_keeping_tail(el: Any) -> None:
+    parent = el.getparent()
+    if parent is None:
+        return
+    if el.tail:
+        previous = el.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
+
+
+def _flush(buf: list[str], blocks: list[Block], owner: Any) -> None:
+    if not buf:
+        return
+    text = "".join(buf)
+    buf.clear()
+    lines = tuple(line for line in (collapse(part) for part in text.split("\n")) if line)
+    if lines:
+        blocks.append(Block(lines, owner))
+
+
+def _parser() -> Any:
+    # One per call: lxml parsers must not be shared between threads, and creating one costs microseconds.
+    return lxml.html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False)
+
+
+def _parse_document(html: str) -> Any:
+    if not html.strip():
+        return None
+    try:
+        return lxml.html.document_fromstring(html, parser=_parser())
+    except ValueError:
+        # "Unicode strings with encoding declaration are not supported": parse the UTF-8 bytes instead,
+        # telling lxml they are UTF-8 whatever a <meta charset> claims (the event was JSON, hence UTF-8).
+        try:
+            parser = lxml.html.HTMLParser(
+                remove_comments=True,
+                remove_pis=True,
+                collect_ids=False,
+                default_doctype=False,
+                encoding="utf-8",
+            )
+            return lxml.html.document_fromstring(html.encode("utf-8"), parser=parser)
+        except (ValueError, etree.ParserError):
+            return None
+    except etree.ParserError:
+        return None  # "Document is empty"
+
+
+def _parse_fragment(html: str) -> Any:
+    if not html.strip():
+        return None
+    try:
+        return lxml.html.fragment_fromstring(html, create_parent="div", parser=_parser())
+    except (ValueError, etree.ParserError):
+        return None
+
+
+def _meta_language(page: Any) -> str | None:
+    for meta in page.iter("meta"):
+        if (meta.get("http-equiv") or "").lower() == "content-language":
+            return language_tag((meta.get("content") or "").split(",")[0])
+    return None
+
+
+def _links(page: Any) -> list[Link]:
+    links: list[Link] = []
+    for el in page.iter("a", "link"):
+        hreflang = el.get("hreflang")
+        if el.tag == "link":
+            # <link rel=alternate hreflang=..> in the head names translations of this very page
+            if not hreflang or "alternate" not in (el.get("rel") or "").lower().split():
+                continue
+            links.append(Link(text="", href=el.get("href"), hreflang=hreflang))
+            continue
+        text = collapse(el.text_content())
+        if text or hreflang:
+            links.append(Link(text=text, href=el.get("href"), hreflang=hreflang))
+    return links
+
+
+def _captions(page: Any) -> list[str]:
+    # trafilatura drops figures, yet their credits ("Image from The Guardian") are the attribution we need.
+    found: list[str] = []
+    for el in page.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if el.tag != "figcaption" and "credit" not in (el.get("class") or "").lower():
+            continue
+        for part in (el, *el.iterdescendants()):
+            if isinstance(part.tag, str):
+                line = collapse(part.text_content())
+                if line and line not in found:
+                    found.append(line)
+    return found

@@ -1,0 +1,220 @@
+"""Text cleaning and HTML extraction of normalize: mojibake, controls, NFC, paragraphs, sanitising."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.stages import text
+
+BASE = "https://partner.example.org/news/42"
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("It\u00e2\u20ac\u2122s here", "It\u2019s here"),  # â€™ -> ’
+        ("caf\u00c3\u00a9 culture", "café culture"),
+        ("\u00e2\u20ac\u0153quoted\u00e2\u20ac\u009d", "\u201cquoted\u201d"),
+        ("\u00d0\u00bf\u00d1\u20ac\u00d0\u00b8\u00d0\u00b2\u00d0\u00b5\u00d1\u201a", "привет"),
+        ("It\x92s a cp1252 apostrophe read as Latin-1", "It\u2019s a cp1252 apostrophe read as Latin-1"),
+    ],
+)
+def test_mojibake_is_repaired_and_flagged(raw: str, clean: str) -> None:
+    result = text.clean(raw)
+    assert result.text == clean
+    assert result.mojibake_fixed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Zelenskyy\u2019s \u201cplan\u201d \u2013 naïve café",  # curly quotes and accents are the author's
+        "阅读中文版 Привет мир ＡＢＣ ﬁne",  # CJK, Cyrillic, full-width forms, ligatures kept
+        "£600m and 90,000 km²",
+        "plain ASCII text",
+    ],
+)
+def test_good_text_is_left_alone(raw: str) -> None:
+    result = text.clean(raw)
+    assert result.text == raw
+    assert not result.mojibake_fixed
+
+
+def test_control_characters_are_removed_but_newlines_kept() -> None:
+    raw = "A\x00B\x01C\x07\x1b[31mD\x7f\u200bE\ufeff\u00adF\r\nG\rH\u2028I"
+    assert text.clean(raw).text == "ABCDEF\nG\nH\nI"
+
+
+def test_text_is_nfc() -> None:
+    assert text.clean("Cafe\u0301").text == "Café"
+
+
+@pytest.mark.parametrize(
+    ("body", "blocks"),
+    [
+        ("One.\n\nTwo.", [("One.",), ("Two.",)]),
+        ("One\nstill one.\n\n\n\nTwo.", [("One", "still one."), ("Two.",)]),
+        ("  spaced   out\t words  \n \t \nNext", [("spaced out words",), ("Next",)]),
+        ("Line one.\nLine two.\nLine three.", [("Line one.",), ("Line two.",), ("Line three.",)]),
+        ("\n\nLine one.\nLine two.\n\n", [("Line one.",), ("Line two.",)]),
+        ("Only one line", [("Only one line",)]),
+        ("\n\n  \n", []),
+        ("", []),
+        ("A\u00a0\u3000B", [("A B",)]),
+    ],
+)
+def test_text_blocks(body: str, blocks: list[tuple[str, ...]]) -> None:
+    assert [b.lines for b in text.text_blocks(body)] == blocks
+
+
+@pytest.mark.parametrize(
+    ("raw", "tag"),
+    [("en", "en"), ("EN-gb", "en-GB"), ("zh_hant_tw", "zh-Hant-TW"), ("pt-BR", "pt-BR"), ("", None)],
+)
+def test_language_tag(raw: str, tag: str | None) -> None:
+    assert text.language_tag(raw) == tag
+
+
+@pytest.mark.parametrize("raw", ["x", "not a tag", "en--gb", "12"])
+def test_language_tag_refuses_junk(raw: str) -> None:
+    assert text.language_tag(raw) is None
+
+
+NASTY = """<html><head><title>Rates held</title><script>var secret = "SCRIPT_SECRET";</script>
+<style>body { color: red } .STYLE_SECRET {}</style></head>
+<body onload="boot()"><nav><a href="/">Home</a> <a href="/markets">Markets</a></nav>
+<article><h1>Rates held</h1>
+<p>The central bank held interest rates on Tuesday, citing stubborn inflation in services prices.</p>
+<script>alert("INLINE_SCRIPT")</script>
+<p onclick="steal()">Economists had expected the pause. <a href="javascript:alert('JS_LINK')">Read more</a> in
+our <a href="/analysis/rates" onmouseover="x()">analysis</a> of the decision.</p>
+<iframe src="https://evil.example/frame">IFRAME_TEXT</iframe>
+<noscript>NOSCRIPT_TEXT</noscript>
+<p style="position:fixed">Markets barely moved after the announcement, traders said in the afternoon.</p>
+</article><footer>Copyright Partner 2025</footer></body></html>"""
+
+
+def extracted_text(content: text.HtmlContent) -> str:
+    return "\n\n".join(" ".join(b.lines) for b in content.blocks)
+
+
+def test_html_extraction_keeps_article_paragraphs_only() -> None:
+    content = text.extract_html(NASTY, base_url=BASE)
+    body = extracted_text(content)
+    assert content.extractor == "trafilatura"
+    assert "The central bank held interest rates on Tuesday" in body
+    assert "Markets barely moved" in body
+    assert "Home" not in body and "Copyright" not in body
+    assert content.title == "Rates held"
+
+
+@pytest.mark.parametrize("secret", ["SCRIPT_SECRET", "STYLE_SECRET", "INLINE_SCRIPT", "IFRAME_TEXT", "NOSCRIPT_TEXT"])
+def test_script_style_and_iframe_content_never_reach_text_or_html(secret: str) -> None:
+    content = text.extract_html(NASTY, base_url=BASE)
+    assert secret not in extracted_text(content)
+    assert secret not in (text.render_html(content, drop=[], base_url=BASE) or "")
+    assert secret not in " ".join(text.page_lines(content))
+
+
+@pytest.mark.parametrize("danger", ["<script", "<iframe", "<style", "onclick", "onmouseover", "onload", "javascript:"])
+def test_rendered_html_is_sanitised(danger: str) -> None:
+    html = text.render_html(text.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
+    assert html is not None
+    assert danger not in html.lower()
+
+
+def test_rendered_html_resolves_relative_links() -> None:
+    html = text.render_html(text.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
+    assert 'href="https://partner.example.org/analysis/rates"' in (html or "")
+
+
+@pytest.mark.parametrize(
+    "dirty",
+    [
+        '<p onclick="x()">a</p>',
+        '<a href="javascript:alert(1)">a</a>',
+        '<a href="data:text/html,hi">a</a>',
+        "<script>alert(1)</script>",
+        '<iframe src="https://e.example"></iframe>',
+        '<img src="x" onerror="alert(1)">',
+        "<style>p{}</style>",
+        '<p style="color:red">a</p>',
+        "<svg><script>alert(1)</script></svg>",
+        '<form action="/x"><input name="q"></form>',
+    ],
+)
+def test_sanitize_html_removes_active_content(dirty: str) -> None:
+    clean = text.sanitize_html(dirty).lower()
+    for danger in ("<script", "onclick", "onerror", "javascript:", "data:", "<iframe", "<style", "style=", "<svg"):
+        assert danger not in clean
+    assert "<img" not in clean and "<form" not in clean and "<input" not in clean
+
+
+def test_short_fragment_is_extracted() -> None:
+    content = text.extract_html("<p>Rates held.</p><p>More later.</p>", base_url=BASE)
+    assert [b.lines for b in content.blocks] == [("Rates held.",), ("More later.",)]
+
+
+def test_fragment_trafilatura_refuses_goes_through_the_lxml_fallback() -> None:
+    # trafilatura drops a block it takes for reader comments; a partner fragment may still be exactly that
+    content = text.extract_html("<div class='comments'><p>Partner text.</p><script>x()</script></div>", base_url=BASE)
+    assert content.extractor == "fallback"
+    assert [b.lines for b in content.blocks] == [("Partner text.",)]
+
+
+def test_line_breaks_split_lines_within_a_paragraph() -> None:
+    content = text.extract_html("<p>First line<br>second line</p><p>Next paragraph.</p>", base_url=BASE)
+    assert [b.lines for b in content.blocks] == [("First line", "second line"), ("Next paragraph.",)]
+
+
+def test_html_blocks_walks_nested_markup() -> None:
+    root = text._parse_fragment("<div>Lead text<p>Para <b>bold</b>\n  wrapped</p>tail text<ul><li>One</li></ul></div>")
+    blocks = text.html_blocks(root)
+    assert [b.lines for b in blocks] == [("Lead text",), ("Para bold wrapped",), ("tail text",), ("One",)]
+    assert blocks[1].element is not None and blocks[1].element.tag == "p"
+    assert blocks[0].element is None  # text beside nested blocks belongs to no single element
+
+
+def test_deeply_nested_html_does_not_exhaust_the_stack() -> None:
+    html = "<div>" * 5000 + "<p>Deep text here.</p>" + "</div>" * 5000
+    content = text.extract_html(html, base_url=BASE)
+    assert extracted_text(content) == "Deep text here."
+
+
+@pytest.mark.parametrize("html", ["", "   ", "<html></html>", "<script>alert(1)</script>", "<!-- comment -->"])
+def test_empty_or_script_only_html_yields_no_blocks(html: str) -> None:
+    assert text.extract_html(html, base_url=BASE).blocks == []
+
+
+def test_stray_angle_brackets_are_text() -> None:
+    assert extracted_text(text.extract_html("<<<>>>", base_url=BASE)) == "<<<>>>"
+
+
+def test_encoding_declaration_in_a_string_is_handled() -> None:
+    html = '<?xml version="1.0" encoding="ISO-8859-1"?><html><body><p>Déjà vu in the newsroom.</p></body></html>'
+    content = text.extract_html(html, base_url=BASE)
+    assert "Déjà vu in the newsroom." in extracted_text(content)
+
+
+def test_page_language_and_hreflang_links_are_collected() -> None:
+    html = """<html lang="fr-fr"><head><link rel="alternate" hreflang="en" href="/en/a"></head><body>
+    <p>Le texte de l'article est ici.</p><a href="/de/a" hreflang="de">Deutsch</a></body></html>"""
+    content = text.extract_html(html, base_url=BASE)
+    assert content.language == "fr-FR"
+    assert {(link.hreflang, link.href) for link in content.links if link.hreflang} == {("en", "/en/a"), ("de", "/de/a")}
+
+
+@pytest.mark.parametrize(
+    ("href", "resolved"),
+    [
+        ("/zh/a", "https://partner.example.org/zh/a"),
+        ("https://other.example/x", "https://other.example/x"),
+        ("javascript:alert(1)", None),
+        ("data:text/html,x", None),
+        ("mailto:a@b.c", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_resolve_url(href: str | None, resolved: str | None) -> None:
+    assert text.resolve_url(href, BASE) == resolved
