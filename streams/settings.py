@@ -41,10 +41,10 @@ class Settings:
     max_event_bytes: int = 2 * 1024 * 1024  # larger raw events are refused as too_large
     reject_payload_limit_bytes: int = 512 * 1024  # rejected payloads beyond this are kept truncated
     # dedup
-    dedup_threshold: float = 0.8  # Jaccard similarity above which a copy is a near duplicate
+    dedup_threshold: float = 0.6  # estimated Jaccard of word shingles at or above which a copy is near (BENCHMARKS.md)
     dedup_window_days: float = 30.0  # articles older than this (event time) leave the index
-    dedup_max_entries: int = 2_000_000  # hard bound on the index; oldest leave first
-    dedup_num_perm: int = 128
+    dedup_max_entries: int = 500_000  # hard bound on the index (~2.5 KB RAM each); oldest leave first
+    dedup_num_perm: int = 64  # 64 permutations keep 16 LSH bands at threshold 0.6
     dedup_shingle_size: int = 3
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
 

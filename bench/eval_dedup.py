@@ -1,0 +1,518 @@
+"""Evaluates the dedup stage on real news text (../shared/data): exact duplicates, syndicated copies, SemEval.
+
+Run: .venv/bin/python bench/eval_dedup.py [--thresholds 0.5,0.6,...] [--limit N] [--num-perm 128]
+
+1. The 100 natural exact duplicates of the BBC corpus (rows with exact_duplicate_of) must all be caught.
+2. Syndicated copies derived from every distinct BBC article with the edits a syndicator makes; precision and
+   recall per threshold (negatives: the 2,125 distinct BBC articles, which must not be flagged as copies of
+   each other). Each edit is also measured alone (originals + copies of that edit only) with its exact
+   shingle Jaccard, so a copy cannot ride on a lighter copy of the same story.
+3. SemEval-2022 Task 8 pairs: rated 4 (unrelated) must never be duplicates; rated 1 (same story, written
+   independently) are a story cluster, not copies: we report how many would share a dedup cluster.
+
+Articles are built directly as article.v1 dicts (no normalize stage): whitespace-normalised text, a canonical
+URL without tracking parameters, article_id and revision via streams.codec.short_hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.codec import rfc3339, short_hash  # noqa: E402
+from streams.outcomes import Duplicate  # noqa: E402
+from streams.stages.dedup import DedupConfig, DedupState, dedup  # noqa: E402
+from streams.stages.shingles import shingles, tokens  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+BBC = DATA / "bbc_news_fulltext.jsonl"
+SEMEVAL = DATA / "semeval2022_task8_pairs_realtext.jsonl"
+THRESHOLDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+T0 = datetime(2005, 1, 3, 8, 0, tzinfo=UTC)
+NOW = datetime(2005, 3, 1, tzinfo=UTC)
+AGENCIES = [
+    "Northwind Press",
+    "Lakeside Wire",
+    "Meridian News Service",
+    "Harbour Syndicate",
+    "Cardinal Feeds",
+]
+_TRACKING = re.compile(r"^(utm_.*|fbclid|gclid|mc_cid|mc_eid)$")
+
+
+# --- articles --------------------------------------------------------------------------------------------
+
+
+def normalise_text(text: str) -> str:
+    """Paragraphs separated by one blank line, whitespace collapsed inside them (what normalize does)."""
+    paras = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
+    return "\n\n".join(p for p in paras if p)
+
+
+def canonical_url(url: str) -> str:
+    parts = urlsplit(url)
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k))
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path or "/", urlencode(query), ""))
+
+
+def make_article(url: str, title: str, text: str, when: datetime, source: str) -> dict[str, Any]:
+    canon = canonical_url(url)
+    text = normalise_text(text)
+    host = urlsplit(canon).netloc
+    return {
+        "schema": "article.v1",
+        "article_id": short_hash(canon),
+        "url": url,
+        "canonical_url": canon,
+        "host": host,
+        "domain": ".".join(host.split(".")[-2:]),
+        "title": " ".join(title.split()),
+        "text": text,
+        "revision": short_hash(text),
+        "published_at": rfc3339(when),
+        "ingested_at": rfc3339(when + timedelta(seconds=30)),
+        "source": {"name": source, "id": source},
+        "flags": {},
+        "attribution": {},
+        "alternates": [],
+        "pipeline": {"normalize": "eval"},
+    }
+
+
+def jaccard(a: dict[str, Any], b: dict[str, Any], k: int = 3) -> float:
+    sa = set(shingles(tokens(f"{a['title']}\n{a['text']}"), k))
+    sb = set(shingles(tokens(f"{b['title']}\n{b['text']}"), k))
+    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+
+
+# --- the edits a syndicator makes --------------------------------------------------------------------------
+
+
+def _paras(text: str) -> list[str]:
+    return normalise_text(text).split("\n\n")
+
+
+def _sentences(para: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", para) if s]
+
+
+def wrapper(title: str, text: str, rng: random.Random) -> tuple[str, str]:
+    agency = rng.choice(AGENCIES)
+    return title, f"By {agency} Agency\n\n{text}\n\n\u00a9 2005 {agency}. All rights reserved."
+
+
+def cut_last(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+    paras = _paras(text)
+    return (title, "\n\n".join(paras[:-1])) if len(paras) >= 3 else None
+
+
+def cut_last_two(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+    paras = _paras(text)
+    return (title, "\n\n".join(paras[:-2])) if len(paras) >= 5 else None
+
+
+def new_headline(title: str, text: str, rng: random.Random) -> tuple[str, str]:
+    # Syndicators rewrite the headline, often from the lead sentence.
+    lead = _sentences(_paras(text)[0])[0].split()
+    return " ".join(lead[: rng.randint(6, 10)]).rstrip(",.;:"), text
+
+
+def reorder_one(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+    paras = _paras(text)
+    order = sorted(range(len(paras)), key=lambda i: -len(_sentences(paras[i])))
+    i = order[0]
+    sents = _sentences(paras[i])
+    if len(sents) < 2:
+        return None
+    shuffled = sents[:]
+    while shuffled == sents:
+        rng.shuffle(shuffled)
+    paras[i] = " ".join(shuffled)
+    return title, "\n\n".join(paras)
+
+
+def reorder_all(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+    paras = _paras(text)
+    changed = False
+    for i, p in enumerate(paras):
+        sents = _sentences(p)
+        if len(sents) >= 2:
+            rng.shuffle(sents)
+            paras[i] = " ".join(sents)
+            changed = True
+    return (title, "\n\n".join(paras)) if changed else None
+
+
+def agency_lines(title: str, text: str, rng: random.Random) -> tuple[str, str]:
+    agency = rng.choice(AGENCIES)
+    city = rng.choice(["LONDON", "NEW YORK", "BRUSSELS", "TOKYO"])
+    return title, (
+        f"{city} ({agency}) - {text}\n\nAdditional reporting by {agency} correspondents; editing by the {agency} desk."
+    )
+
+
+def tracking_url(title: str, text: str, rng: random.Random) -> tuple[str, str]:
+    return title, text  # same text; the URL changes (see COPY_URL)
+
+
+def combo(*edits: Callable[..., tuple[str, str] | None]) -> Callable[..., tuple[str, str] | None]:
+    def apply(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+        for e in edits:
+            out = e(title, text, rng)
+            if out is None:
+                return None
+            title, text = out
+        return title, text
+
+    return apply
+
+
+EDITS: dict[str, Callable[..., tuple[str, str] | None]] = {
+    "tracking_params_same_url": tracking_url,
+    "verbatim_other_site": tracking_url,
+    "wrapper": wrapper,
+    "agency_lines": agency_lines,
+    "new_headline": new_headline,
+    "cut_last_paragraph": cut_last,
+    "cut_last_two_paragraphs": cut_last_two,
+    "reorder_sentences_one_paragraph": reorder_one,
+    "reorder_sentences_all_paragraphs": reorder_all,
+    "wrapper+agency+headline": combo(wrapper, agency_lines, new_headline),
+    "wrapper+cut_last+headline": combo(cut_last, wrapper, new_headline),
+    "agency+reorder_one+cut_last": combo(reorder_one, cut_last, agency_lines),
+    "wrapper+agency+headline+cut_two": combo(cut_last_two, wrapper, agency_lines, new_headline),
+}
+
+
+def copy_url(edit: str, original_url: str, row_id: str, n: int) -> str:
+    if edit == "tracking_params_same_url":
+        return f"{original_url}?utm_source=twitter&utm_medium=social&fbclid=IwAR{n:06d}"
+    return f"https://syndicator{n % 7}.example/{edit}/{row_id.replace('/', '-')}?utm_campaign=feed"
+
+
+# --- data --------------------------------------------------------------------------------------------------
+
+
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def bbc_articles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        make_article(
+            f"https://news.bbc.co.uk/{r['id']}.stm",
+            r["title"],
+            r["body"],
+            T0 + timedelta(minutes=i),
+            "bbc-news",
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
+def run_originals(arts: list[dict[str, Any]], state: DedupState) -> tuple[list[Any], dict[str, str], dict[int, float]]:
+    """Feeds `arts` in order. Returns the outcomes, article_id -> cluster_id, and for every article flagged
+    as a copy its highest exact Jaccard with an earlier member of the cluster it was put in."""
+    outcomes, cluster_of, members = [], {}, {}
+    flagged_j: dict[int, float] = {}
+    for i, a in enumerate(arts):
+        out = dedup(a, state=state, now=NOW)
+        outcomes.append(out)
+        if isinstance(out, Duplicate):
+            cluster = out.record["cluster_id"]
+            flagged_j[i] = max(jaccard(a, arts[m]) for m in members.get(cluster, []))
+        else:
+            cluster = out.article["dedup"]["cluster_id"]
+        cluster_of[a["article_id"]] = cluster
+        members.setdefault(cluster, []).append(i)
+    return outcomes, cluster_of, flagged_j
+
+
+def classify(flagged_j: dict[int, float]) -> dict[str, int]:
+    """Flags among distinct articles by exact Jaccard: >= 0.9 the same text republished (unlabelled
+    duplicates of the corpus), 0.5-0.9 borderline (updated or shared-quote reports), < 0.5 false positives."""
+    c = Counter()
+    for j in flagged_j.values():
+        c["unlabelled_dup" if j >= 0.9 else "borderline" if j >= 0.5 else "false_positive"] += 1
+    return {k: c[k] for k in ("unlabelled_dup", "borderline", "false_positive")}
+
+
+NUM_PERM = [128]  # set from --num-perm
+
+
+def config(threshold: float) -> DedupConfig:
+    return DedupConfig(threshold=threshold, window_days=3650, max_entries=10_000_000, num_perm=NUM_PERM[0])
+
+
+def fresh(threshold: float) -> DedupState:
+    return DedupState(config(threshold), {}, {})
+
+
+# --- experiments -------------------------------------------------------------------------------------------
+
+
+def exact_duplicates(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """All 2,225 BBC rows in file order; every labelled duplicate pair must end up in one cluster."""
+    arts = bbc_articles(rows)
+    idx = {r["id"]: i for i, r in enumerate(rows)}
+    outcomes, cluster_of, flagged_j = run_originals(arts, fresh(threshold))
+    caught, kinds, labelled = 0, Counter(), set()
+    for i, r in enumerate(rows):
+        j = idx.get(r.get("exact_duplicate_of") or "")
+        if j is None:
+            continue
+        later, earlier = max(i, j), min(i, j)
+        labelled.add(later)
+        out = outcomes[later]
+        if isinstance(out, Duplicate) and out.record["duplicate_of"] == cluster_of[arts[earlier]["article_id"]]:
+            caught += 1
+            kinds[out.record["match"]] += 1
+    others = {i: j for i, j in flagged_j.items() if i not in labelled}
+    return {
+        "caught": caught,
+        "total": len(labelled),
+        "kinds": kinds,
+        "others": others,
+        "outcomes": outcomes,
+        "articles": arts,
+    }
+
+
+def derived_copies(
+    rows: list[dict[str, Any]], thresholds: Iterable[float], limit: int | None, seed: int = 7
+) -> tuple[dict[float, dict[str, Any]], dict[str, dict[str, Any]]]:
+    distinct = [r for r in rows if not r.get("exact_duplicate_of")]
+    originals = bbc_articles(distinct)
+    rng = random.Random(seed)
+    sample = list(range(len(distinct))) if limit is None else sorted(rng.sample(range(len(distinct)), limit))
+    copies: list[tuple[str, int, dict[str, Any]]] = []  # (edit, original index, copy)
+    n = 0
+    for edit, fn in EDITS.items():
+        for i in sample:
+            o = originals[i]
+            out = fn(o["title"], o["text"], random.Random(f"{seed}:{edit}:{i}"))
+            if out is None:
+                continue
+            n += 1
+            when = datetime.fromisoformat(o["published_at"]) + timedelta(hours=2, seconds=n)
+            url = copy_url(edit, o["url"], distinct[i]["id"], n)
+            copies.append((edit, i, make_article(url, out[0], out[1], when, f"syndicator{n % 7}")))
+    exact_j = {id(c): jaccard(originals[i], c) for _, i, c in copies}
+    per_edit_j: dict[str, list[float]] = {}
+    for edit, _, c in copies:
+        per_edit_j.setdefault(edit, []).append(exact_j[id(c)])
+
+    results: dict[float, dict[str, Any]] = {}
+    for t in thresholds:
+        # (a) originals, then all copies shuffled into one stream: the realistic mix
+        state = fresh(t)
+        _, cluster_of, flagged_j = run_originals(originals, state)
+        among = classify(flagged_j)
+        fp_originals = among["false_positive"]
+        want = [cluster_of[o["article_id"]] for o in originals]  # a copy must land in its original's cluster
+        base_articles, base_content = dict(state.articles), dict(state.content)
+        stream = copies[:]
+        random.Random(seed).shuffle(stream)
+        # stories[c]: originals whose text (or a copy of it) is in cluster c; a copy put in a cluster of its
+        # own story is right even when that cluster is a sibling copy that was missed before (no FP).
+        stories: dict[str, set[int]] = {}
+        members: dict[str, list[dict[str, Any]]] = {}
+        for k, o in enumerate(originals):
+            stories.setdefault(want[k], set()).add(k)
+            members.setdefault(want[k], []).append(o)
+        tp = sibling = related = wrong = fn = 0
+        kinds: Counter[str] = Counter()
+        for _, i, c in stream:
+            out = dedup(c, state=state, now=NOW)
+            if isinstance(out, Duplicate):
+                cluster = out.record["cluster_id"]
+                if cluster == want[i]:
+                    tp += 1
+                    kinds[out.record["match"]] += 1
+                elif i in stories.get(cluster, ()):
+                    sibling += 1
+                elif max(jaccard(c, m) for m in members[cluster]) >= 0.5:
+                    related += 1  # a near copy of another BBC row (the corpus' own updated reports)
+                else:
+                    wrong += 1
+            else:
+                fn += 1
+                cluster = out.article["dedup"]["cluster_id"]
+            stories.setdefault(cluster, set()).add(i)
+            members.setdefault(cluster, []).append(c)
+        fp = fp_originals + wrong
+        mixed = {
+            "tp": tp,
+            "sibling": sibling,
+            "related": related,
+            "fp": fp,
+            "fp_originals": fp_originals,
+            "wrong_cluster": wrong,
+            "fn": fn,
+            "precision": (tp + sibling + related) / (tp + sibling + related + fp) if tp + fp else 1.0,
+            "recall": tp / len(copies),
+            "kinds": kinds,
+            "bands": state.num_bands,
+            "among_originals": among,
+        }
+        # (b) each edit alone against the originals (index rebuilt from the saved mappings)
+        per_edit: dict[str, float] = {}
+        for edit in EDITS:
+            st = DedupState(config(t), dict(base_articles), dict(base_content))
+            st.rebuild()
+            mine = [(i, c) for e, i, c in copies if e == edit]
+            hit = 0
+            for i, c in mine:
+                out = dedup(c, state=st, now=NOW)
+                hit += isinstance(out, Duplicate) and out.record["duplicate_of"] == want[i]
+            per_edit[edit] = hit / len(mine) if mine else float("nan")
+        mixed["per_edit_recall"] = per_edit
+        results[t] = mixed
+    summary = {e: {"n": len(js), "median_j": statistics.median(js), "min_j": min(js)} for e, js in per_edit_j.items()}
+    return results, summary
+
+
+def semeval(pairs: list[dict[str, Any]], thresholds: Iterable[float]) -> dict[float, dict[str, Any]]:
+    out: dict[float, dict[str, Any]] = {}
+    for t in thresholds:
+        counts: Counter[str] = Counter()
+        for n, p in enumerate(pairs):
+            rating = p["overall"]
+            group = "unrelated_4" if rating == 4 else "same_story_1" if rating == 1 else None
+            if group is None:
+                continue
+            en = p["lang1"] == p["lang2"] == "en"
+            state = fresh(t)
+            a = make_article(f"https://a.example/{n}", "", p["text1"], T0, "a")
+            b = make_article(f"https://b.example/{n}", "", p["text2"], T0 + timedelta(hours=1), "b")
+            dedup(a, state=state, now=NOW)
+            flagged = isinstance(dedup(b, state=state, now=NOW), Duplicate)
+            if flagged:
+                counts["flagged:" + f"{p['pair_id']} ({p['lang1']}) J={jaccard(a, b):.2f} {b['text'][:60]!r}"] += 1
+            for key in (group, group + ("_en" if en else "_other")):
+                counts[key + "_pairs"] += 1
+                counts[key + "_flagged"] += flagged
+        out[t] = counts
+    return out
+
+
+def semeval_jaccard(pairs: list[dict[str, Any]]) -> dict[str, float]:
+    res: dict[str, list[float]] = {"unrelated_4": [], "same_story_1": []}
+    for n, p in enumerate(pairs):
+        key = "unrelated_4" if p["overall"] == 4 else "same_story_1" if p["overall"] == 1 else None
+        if key:
+            a = make_article(f"https://a.example/{n}", "", p["text1"], T0, "a")
+            b = make_article(f"https://b.example/{n}", "", p["text2"], T0, "b")
+            res[key].append(jaccard(a, b))
+    return {k + "_max_j": max(v) for k, v in res.items()}
+
+
+LEGEND = """
+  Originals first, then all copies shuffled into one stream.
+  tp   copy dropped into its original's cluster; recall = tp / copies
+  sib  dropped into the cluster of a sibling copy that had been missed (right story)
+  rel  dropped into the cluster of another BBC row it shares exact J >= 0.5 with (the corpus' own
+       updated reports); sib and rel count as correct for precision, not for recall
+  fp   originals flagged with exact J < 0.5 + copies put in a cluster they share J < 0.5 with
+  orig J>=0.9 / 0.5-0.9: distinct BBC rows flagged, not counted as fp (unlabelled duplicates of the
+       corpus / borderline: updated reports, shared quotes; listed in 1.)
+
+  threshold  bands  precision  recall    tp    sib   rel  fp (orig/copy)  fn    orig J>=0.9/0.5-0.9"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS))
+    ap.add_argument("--limit", type=int, default=None, help="derive copies from N BBC articles (default all)")
+    ap.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
+    args = ap.parse_args(argv)
+    NUM_PERM[0] = args.num_perm
+    thresholds = [float(x) for x in args.thresholds.split(",")]
+    if not BBC.exists() or not SEMEVAL.exists():
+        print(
+            f"error: {DATA} is missing: this evaluation needs ../shared/data beside the checkout "
+            "(bbc_news_fulltext.jsonl, semeval2022_task8_pairs_realtext.jsonl)",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.perf_counter()
+    print(f"dedup evaluation: {args.num_perm} permutations, word 3-shingles of title + text")
+    rows = load_jsonl(BBC)
+    pairs = load_jsonl(SEMEVAL)
+
+    print("== 1. natural exact duplicates in the BBC corpus (all 2,225 rows in file order)")
+    for t in thresholds:
+        r = exact_duplicates(rows, t)
+        c = classify(r["others"])
+        print(
+            f"  threshold {t:.2f}: caught {r['caught']}/{r['total']} {dict(r['kinds'])}; other rows flagged: "
+            f"{len(r['others'])} = {c['unlabelled_dup']} unlabelled duplicates (exact J >= 0.9) + "
+            f"{c['borderline']} borderline (0.5-0.9) + {c['false_positive']} false positives (J < 0.5)"
+        )
+        for i, j in sorted(r["others"].items(), key=lambda kv: -kv[1]):
+            if j < 0.9:
+                rec = r["outcomes"][i].record
+                of = next(a for a in r["articles"] if a["article_id"] == rec["duplicate_of"])
+                print(
+                    f"      {rows[i]['id']} '{rows[i]['title']}' -> '{of['title']}' "
+                    f"({rec['match']}, estimate {rec['similarity']}, exact J {j:.3f})"
+                )
+
+    print("\n== 2. syndicated copies derived from the distinct BBC articles")
+    res, summary = derived_copies(rows, thresholds, args.limit)
+    print(
+        f"  {sum(s['n'] for s in summary.values())} copies of {len(rows) - 100} originals; "
+        "exact 3-shingle Jaccard of each edit (title + text):"
+    )
+    for e, s in summary.items():
+        print(f"    {e:36s} n={s['n']:5d}  median J {s['median_j']:.3f}  min J {s['min_j']:.3f}")
+    print(LEGEND)
+    for t, r in res.items():
+        a = r["among_originals"]
+        print(
+            f"  {t:9.2f}  {r['bands']:5d}  {r['precision']:9.4f}  {r['recall']:.4f}  {r['tp']:5d}  "
+            f"{r['sibling']:4d}  {r['related']:4d}  {r['fp']:3d} ({r['fp_originals']}/{r['wrong_cluster']})  "
+            f"{r['fn']:6d}  {a['unlabelled_dup']:8d}/{a['borderline']:<8d}"
+        )
+    print("  match kinds of tp: " + "; ".join(f"{t}: {dict(r['kinds'])}" for t, r in res.items()))
+    print("\n  recall per edit, each edit alone against the originals:")
+    print("    " + " " * 36 + "".join(f"{t:>7.2f}" for t in res))
+    for e in EDITS:
+        print(f"    {e:36s}" + "".join(f"{res[t]['per_edit_recall'][e]:7.3f}" for t in res))
+
+    print("\n== 3. SemEval-2022 Task 8 pairs (fresh index per pair; text2 checked against text1)")
+    sj = semeval_jaccard(pairs)
+    print(
+        f"  highest exact Jaccard: unrelated (4) {sj['unrelated_4_max_j']:.3f}, "
+        f"same story (1) {sj['same_story_1_max_j']:.3f}"
+    )
+    for t, c in semeval(pairs, thresholds).items():
+        print(
+            f"  threshold {t:.2f}: rated 4 flagged {c['unrelated_4_flagged']}/{c['unrelated_4_pairs']} "
+            f"(en-en {c['unrelated_4_en_flagged']}/{c['unrelated_4_en_pairs']}); "
+            f"rated 1 sharing a cluster {c['same_story_1_flagged']}/{c['same_story_1_pairs']} "
+            f"(en-en {c['same_story_1_en_flagged']}/{c['same_story_1_en_pairs']})"
+        )
+        for key in sorted(k for k in c if k.startswith("flagged:")):
+            print("      " + key[len("flagged:") :])
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,594 @@
+"""Unit tests of the dedup stage: exact, syndicated and near copies, revisions, windows, bounds, restarts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+import rensa
+
+from streams.codec import rfc3339
+from streams.outcomes import Duplicate, Unique
+from streams.schemas import first_violation
+from streams.settings import Settings
+from streams.stages import dedup as stage
+from streams.stages.dedup import DedupConfig, DedupState, dedup, expire
+from streams.stages.shingles import (
+    MinHasher,
+    decode_signature,
+    encode_signature,
+    optimal_num_bands,
+    shingles,
+    similarity,
+    tokens,
+)
+from tests.unit import dedup_factories as f
+
+NOW = f.T0 + timedelta(hours=6)
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def make_state(
+    articles: dict[str, Any] | None = None, content: dict[str, Any] | None = None, **overrides: Any
+) -> DedupState:
+    cfg = {"threshold": 0.7, "window_days": 30.0, "max_entries": 10_000} | overrides
+    return DedupState(DedupConfig(**cfg), {} if articles is None else articles, {} if content is None else content)
+
+
+def run(state: DedupState, *arts: dict[str, Any]) -> list[Unique | Duplicate]:
+    return [dedup(a, state=state, now=NOW) for a in arts]
+
+
+def assert_valid(outcome: Unique | Duplicate) -> None:
+    if isinstance(outcome, Unique):
+        assert first_violation("article.v1.json", outcome.article) is None
+    else:
+        assert first_violation("duplicate.v1.json", outcome.record) is None
+        assert first_violation("article.v1.json", outcome.record["article"]) is None
+
+
+# --- exact rules -----------------------------------------------------------------------------------------
+
+
+def test_first_sighting_is_unique_and_starts_its_own_cluster() -> None:
+    a = f.article(1)
+    (out,) = run(make_state(), a)
+    assert isinstance(out, Unique)
+    assert out.article["dedup"] == {
+        "cluster_id": a["article_id"],
+        "revision_number": 1,
+        "previous_revision": None,
+        "is_update": False,
+    }
+    assert out.article["pipeline"] == {"normalize": "1", "dedup": stage.VERSION}
+    assert_valid(out)
+
+
+@pytest.mark.parametrize("times", [2, 3])
+def test_resent_article_is_same_url_duplicate_of_itself(times: int) -> None:
+    a = f.article(1)
+    first, *again = run(make_state(), *[a] * times)
+    assert isinstance(first, Unique)
+    for out in again:
+        assert isinstance(out, Duplicate)
+        rec = out.record
+        assert (rec["match"], rec["similarity"]) == ("same_url", 1.0)
+        assert rec["duplicate_of"] == rec["article_id"] == rec["cluster_id"] == a["article_id"]
+        assert rec["duplicate_of_url"] == a["canonical_url"]
+        assert rec["detected_at"] == rfc3339(NOW)
+        assert rec["article"]["text"] == a["text"]
+        assert_valid(out)
+
+
+@pytest.mark.parametrize("new_title", [None, "A different headline for the same text"])
+def test_same_text_under_new_url_is_same_content_duplicate(new_title: str | None) -> None:
+    a = f.article(1)
+    b = f.copy_of(a, url="https://syndicator.example/story/1", title=new_title)
+    _, out = run(make_state(), a, b)
+    assert isinstance(out, Duplicate)
+    rec = out.record
+    assert (rec["match"], rec["similarity"]) == ("same_content", 1.0)
+    assert rec["article_id"] == b["article_id"]
+    assert rec["duplicate_of"] == rec["cluster_id"] == a["article_id"]
+    assert rec["duplicate_of_url"] == a["canonical_url"]
+    assert rec["revision"] == b["revision"]
+    assert_valid(out)
+
+
+def test_syndicated_copy_resent_stays_a_duplicate_of_the_canonical() -> None:
+    a = f.article(1)
+    b = f.copy_of(a, url="https://syndicator.example/story/1")
+    _, _, out = run(make_state(), a, b, b)
+    assert isinstance(out, Duplicate)
+    assert out.record["match"] == "same_url"
+    assert out.record["duplicate_of"] == a["article_id"]
+
+
+# --- revisions -------------------------------------------------------------------------------------------
+
+
+def test_revision_numbers_count_three_revisions_of_one_url() -> None:
+    state = make_state()
+    a1 = f.article(1)
+    a2 = f.revised(a1, a1["text"] + "\n\nCorrection: the ferry leaves at noon.")
+    a3 = f.revised(a2, a2["text"].replace("Correction", "Update"))
+    outs = run(state, a1, a2, a3)
+    assert all(isinstance(o, Unique) for o in outs)
+    blocks = [o.article["dedup"] for o in outs]  # type: ignore[union-attr]
+    assert [b["revision_number"] for b in blocks] == [1, 2, 3]
+    assert [b["previous_revision"] for b in blocks] == [None, a1["revision"], a2["revision"]]
+    assert [b["is_update"] for b in blocks] == [False, True, True]
+    assert {b["cluster_id"] for b in blocks} == {a1["article_id"]}
+    assert state.articles[a1["article_id"]]["revision"] == a3["revision"]
+    assert state.size() == 1
+    for o in outs:
+        assert_valid(o)
+
+
+@pytest.mark.parametrize("edit", ["cut_last_paragraph", "agency_lines", "boilerplate_wrapper"])
+def test_update_is_never_a_near_duplicate_of_its_own_older_revision(edit: str) -> None:
+    a1 = f.article(1)
+    a2 = f.revised(a1, f.EDITS[edit](a1["text"]))
+    _, out = run(make_state(), a1, a2)
+    assert isinstance(out, Unique)
+    assert out.article["dedup"]["is_update"] is True
+
+
+@pytest.mark.parametrize("older", [0, 1])
+def test_older_revision_resent_is_same_url_duplicate(older: int) -> None:
+    a1 = f.article(1)
+    a2 = f.revised(a1, a1["text"] + "\n\nCorrection appended.")
+    a3 = f.revised(a2, a2["text"] + "\n\nSecond correction appended.")
+    *_, out = run(make_state(), a1, a2, a3, [a1, a2][older])
+    assert isinstance(out, Duplicate)
+    assert out.record["match"] == "same_url"
+    assert out.record["duplicate_of"] == a1["article_id"]
+
+
+def test_syndicated_copy_of_an_older_revision_is_still_caught() -> None:
+    a1 = f.article(1)
+    a2 = f.revised(a1, f.story(99)[1])  # rewritten entirely
+    copy = f.copy_of(a1, url="https://late.example/copy")
+    *_, out = run(make_state(), a1, a2, copy)
+    assert isinstance(out, Duplicate)
+    assert (out.record["match"], out.record["duplicate_of"]) == ("same_content", a1["article_id"])
+
+
+def test_dropped_copy_that_becomes_original_text_is_published_as_new() -> None:
+    a = f.article(1)
+    b = f.copy_of(a, url="https://syndicator.example/story/1")
+    b2 = f.revised(b, f.story(2)[1])
+    _, dropped, out = run(make_state(), a, b, b2)
+    assert isinstance(dropped, Duplicate)
+    assert isinstance(out, Unique)
+    assert out.article["dedup"] == {
+        "cluster_id": b["article_id"],
+        "revision_number": 2,
+        "previous_revision": b["revision"],
+        "is_update": False,  # never published before
+    }
+
+
+def test_dropped_copy_lightly_edited_stays_a_duplicate() -> None:
+    a = f.article(1)
+    b = f.copy_of(a, url="https://syndicator.example/story/1")
+    b2 = f.revised(b, f.agency_lines(b["text"]))
+    _, _, out = run(make_state(), a, b, b2)
+    assert isinstance(out, Duplicate)
+    assert (out.record["match"], out.record["duplicate_of"]) == ("near", a["article_id"])
+    assert out.record["article"]["dedup"]["revision_number"] == 2
+    assert_valid(out)
+
+
+# --- near duplicates -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edit", sorted(f.EDITS))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_near_copy_with_edits_is_near_duplicate_of_the_canonical(edit: str, seed: int) -> None:
+    a = f.article(seed)
+    b = f.copy_of(a, url=f"https://syndicator.example/{edit}/{seed}", text=f.EDITS[edit](a["text"]))
+    _, out = run(make_state(), a, b)
+    assert isinstance(out, Duplicate), edit
+    rec = out.record
+    assert rec["match"] == "near"
+    assert rec["duplicate_of"] == rec["cluster_id"] == a["article_id"]
+    assert 0.7 <= rec["similarity"] < 1.0
+    assert rec["similarity"] == round(rec["similarity"], 4)
+    assert_valid(out)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_changed_headline_with_agency_lines_is_near_duplicate(seed: int) -> None:
+    a = f.article(seed)
+    b = f.copy_of(a, url="https://wire.example/x", title=f.new_headline(seed), text=f.agency_lines(a["text"]))
+    _, out = run(make_state(threshold=0.8), a, b)
+    assert isinstance(out, Duplicate) and out.record["match"] == "near"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_unrelated_article_is_unique(seed: int) -> None:
+    state = make_state()
+    run(state, *[f.article(s) for s in range(10, 20)])
+    (out,) = run(state, f.article(seed))
+    assert isinstance(out, Unique)
+    assert out.article["dedup"]["cluster_id"] == f.article(seed)["article_id"]
+
+
+def test_texts_in_different_scripts_are_not_near_duplicates() -> None:
+    a = f.article(1, text="Паром вийшов з гавані вранці. " * 40, title="Паром")
+    b = f.article(2, text="Ferry left the harbour in the morning. " * 40, title="Ferry")
+    _, out = run(make_state(), a, b)
+    assert isinstance(out, Unique)
+
+
+def test_unicode_words_are_shingled_so_cyrillic_near_copies_are_caught() -> None:
+    body = "\n\n".join(
+        " ".join(f"слово{(i * 7 + j * 13) % 97} новина{(i + j) % 89}" for j in range(25)) for i in range(6)
+    )
+    a = f.article(1, text=body, title="Новини дня")
+    b = f.copy_of(a, url="https://copy.example/ua", text=f.agency_lines(body))
+    _, out = run(make_state(), a, b)
+    assert isinstance(out, Duplicate) and out.record["match"] == "near"
+    assert tokens("Київ, 2025: новини!") == ["київ", "2025", "новини"]
+
+
+def exact_jaccard(x: dict[str, Any], y: dict[str, Any]) -> float:
+    sx, sy = ({*shingles(tokens(f"{d['title']}\n{d['text']}"), 3)} for d in (x, y))
+    return len(sx & sy) / len(sx | sy)
+
+
+def test_copy_of_a_copy_joins_the_cluster_and_names_the_first_canonical() -> None:
+    a = f.article(1)
+    paras = a["text"].split("\n\n")
+    n1, n2 = (f.paragraph(f.random.Random(s), 3) for s in (5, 6))
+    b = f.copy_of(a, url="https://b.example/1", text="\n\n".join([*paras[1:], n1]))  # first paragraph replaced
+    c = f.copy_of(b, url="https://c.example/1", text="\n\n".join([*paras[2:], n1, n2]))  # and again
+    assert exact_jaccard(c, b) > 0.75 and exact_jaccard(c, a) < 0.65  # C is near B only
+    state = make_state(threshold=0.7)
+    _, out_b, out_c = run(state, a, b, c)
+    assert isinstance(out_b, Duplicate) and isinstance(out_c, Duplicate)
+    assert out_c.record["duplicate_of"] == out_c.record["cluster_id"] == a["article_id"]
+    assert out_c.record["duplicate_of_url"] == a["canonical_url"]
+    assert state.articles[c["article_id"]]["cluster_id"] == a["article_id"]
+    assert state.size() == 3  # copies are indexed too
+
+
+def _three_way(seed: int = 3) -> tuple[str, str, str]:
+    """Texts A = X+P and B = X+Q that are not near each other, and C = X that is near both."""
+    rng = f.random.Random(seed)
+    x = "\n\n".join(f.paragraph(rng, 4) for _ in range(10))
+    p = "\n\n".join(f.paragraph(rng, 4) for _ in range(3))
+    q = "\n\n".join(f.paragraph(rng, 4) for _ in range(3))
+    return f"{x}\n\n{p}", f"{x}\n\n{q}", x
+
+
+@pytest.mark.parametrize(("priority", "expected"), [(("wire-high", "wire-low"), "b"), (("wire-low", "wire-high"), "a")])
+def test_source_priority_breaks_event_time_ties_between_clusters(priority: tuple[str, ...], expected: str) -> None:
+    ta, tb, tc = _three_way()
+    a = f.article(url="https://a.example/1", title="Talks", text=ta, source="wire-low")
+    b = f.article(url="https://b.example/1", title="Talks", text=tb, source="wire-high")
+    c = f.article(url="https://c.example/1", title="Talks", text=tc, published_at=f.T0 + timedelta(hours=1))
+    assert exact_jaccard(a, b) < 0.65 and min(exact_jaccard(c, a), exact_jaccard(c, b)) > 0.75
+    state = make_state(threshold=0.7, num_perm=256, source_priority=priority)
+    out_a, out_b, out_c = run(state, a, b, c)
+    assert isinstance(out_a, Unique) and isinstance(out_b, Unique)  # A and B are different clusters
+    assert isinstance(out_c, Duplicate)
+    assert out_c.record["duplicate_of"] == {"a": a, "b": b}[expected]["article_id"]
+
+
+def test_earlier_event_time_wins_over_source_priority() -> None:
+    ta, tb, tc = _three_way()
+    a = f.article(url="https://a.example/1", title="Talks", text=ta, source="wire-low")
+    b = f.article(
+        url="https://b.example/1",
+        title="Talks",
+        text=tb,
+        source="wire-high",
+        published_at=f.T0 + timedelta(1),
+    )
+    c = f.article(url="https://c.example/1", title="Talks", text=tc, published_at=f.T0 + timedelta(2))
+    state = make_state(threshold=0.7, num_perm=256, source_priority=("wire-high", "wire-low"))
+    *_, out_c = run(state, a, b, c)
+    assert isinstance(out_c, Duplicate) and out_c.record["duplicate_of"] == a["article_id"]
+
+
+@pytest.mark.parametrize("source", ["example-news", "preferred-wire"])
+def test_later_arriving_copy_with_earlier_event_time_is_still_the_duplicate(source: str) -> None:
+    a = f.article(1, published_at=f.T0 + timedelta(hours=2))
+    b = f.copy_of(a, url="https://earlier.example/1", published_at=f.T0, source=source)
+    state = make_state(source_priority=("preferred-wire",))
+    _, out = run(state, a, b)
+    assert isinstance(out, Duplicate) and out.record["duplicate_of"] == a["article_id"]
+
+
+# --- window and bounds -----------------------------------------------------------------------------------
+
+
+def test_entries_older_than_the_window_leave_by_event_time() -> None:
+    state = make_state(window_days=2.0)
+    old = f.article(1, published_at=f.T0)
+    recent = f.article(2, published_at=f.T0 + timedelta(days=1))
+    run(state, old, recent)
+    t0_ms = int(f.T0.timestamp() * 1000)
+    assert expire(state, watermark_ms=t0_ms + 2 * DAY_MS) == []  # exactly at the edge: kept
+    assert expire(state, watermark_ms=t0_ms + 2 * DAY_MS + 1) == [old["article_id"]]
+    assert old["article_id"] not in state.articles and old["revision"] not in state.content
+    assert state.evictions == {"window": 1, "capacity": 0}
+    copy = f.copy_of(old, url="https://late.example/1", published_at=f.T0 + timedelta(days=2))
+    (out,) = run(state, copy)
+    assert isinstance(out, Unique)  # its original left the window: nothing to compare with
+    (out,) = run(state, f.copy_of(recent, url="https://late.example/2"))
+    assert isinstance(out, Duplicate)
+
+
+def test_watermark_follows_event_time_not_arrival() -> None:
+    state = make_state(window_days=1.0)
+    later = f.T0 + timedelta(days=3)  # the clock is ahead of both event times
+    for a in (f.article(1, published_at=f.T0), f.article(2, published_at=f.T0 + timedelta(hours=30))):
+        dedup(a, state=state, now=later)
+    assert state.watermark_ms == int((f.T0 + timedelta(hours=30)).timestamp() * 1000)
+    assert expire(state) == [f.article(1)["article_id"]]
+
+
+def test_future_dated_article_does_not_flush_the_index() -> None:
+    state = make_state(window_days=1.0)
+    run(state, f.article(1, published_at=f.T0), f.article(2, published_at=f.T0 + timedelta(days=3650)))
+    assert state.watermark_ms == int(NOW.timestamp() * 1000)  # clamped to the clock
+    assert expire(state) == []
+    assert state.size() == 2
+
+
+@pytest.mark.parametrize("max_entries", [1, 3, 5])
+def test_index_never_exceeds_max_entries_and_the_oldest_leave_first(max_entries: int) -> None:
+    state = make_state(max_entries=max_entries)
+    arts = [f.article(s, published_at=f.T0 + timedelta(minutes=(s * 7) % 10)) for s in range(10)]
+    evicted: list[str] = []
+    for a in arts:
+        run(state, a)
+        evicted += expire(state)
+        assert state.size() <= max_entries
+        assert len(state.articles) == state.size()
+    by_age = sorted(arts, key=lambda a: a["published_at"])
+    assert set(evicted) == {a["article_id"] for a in by_age[: len(arts) - max_entries]}
+    assert state.evictions["capacity"] == len(arts) - max_entries
+    assert set(state.content.values()) == set(state.articles)
+
+
+def test_evicted_article_leaves_the_lsh_index_too() -> None:
+    state = make_state(max_entries=1)
+    a = f.article(1, published_at=f.T0)
+    run(state, a, f.article(2, published_at=f.T0 + timedelta(hours=1)))
+    expire(state)
+    near = f.copy_of(a, url="https://x.example/1", text=f.agency_lines(a["text"]))
+    (out,) = run(state, near)
+    assert isinstance(out, Unique)
+
+
+def test_expire_costs_nothing_when_nothing_is_due() -> None:
+    state = make_state()
+    run(state, *[f.article(s) for s in range(5)])
+    assert expire(state) == [] and state.size() == 5
+
+
+def test_slots_are_reused_after_eviction() -> None:
+    state = make_state(max_entries=2)
+    for s in range(20):
+        run(state, f.article(s, published_at=f.T0 + timedelta(minutes=s)))
+        expire(state)
+    assert len(state._id_of) <= 3
+    last = f.article(19, published_at=f.T0 + timedelta(minutes=19))
+    (out,) = run(state, f.copy_of(last, url="https://x.example/19", text=f.agency_lines(last["text"])))
+    assert isinstance(out, Duplicate) and out.record["duplicate_of"] == last["article_id"]
+
+
+# --- restarts --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["same_url", "same_content", "near"])
+def test_rebuild_after_restart_still_catches_copies(kind: str) -> None:
+    articles: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    a = f.article(1)
+    run(make_state(articles, content), a, *[f.article(s) for s in range(20, 30)])
+    # the restart: the tables survive (here as JSON, as in a changelog), the in-memory index does not
+    articles = orjson.loads(orjson.dumps(articles))
+    content = orjson.loads(orjson.dumps(content))
+    state = make_state(articles, content)
+    assert state.rebuild() == 11
+    assert state.size() == 11
+    copy = {
+        "same_url": a,
+        "same_content": f.copy_of(a, url="https://s.example/1"),
+        "near": f.copy_of(a, url="https://s.example/2", text=f.agency_lines(a["text"])),
+    }[kind]
+    (out,) = run(state, copy)
+    assert isinstance(out, Duplicate)
+    assert (out.record["match"], out.record["duplicate_of"]) == (kind, a["article_id"])
+
+
+def test_rebuild_restores_expiry_order_and_watermark() -> None:
+    articles: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    arts = [f.article(s, published_at=f.T0 + timedelta(hours=s)) for s in range(6)]
+    run(make_state(articles, content, window_days=1.0), *arts)
+    state = make_state(articles, content, window_days=1.0, max_entries=4)
+    state.rebuild()
+    assert state.watermark_ms == int((f.T0 + timedelta(hours=5)).timestamp() * 1000)
+    assert expire(state) == [arts[0]["article_id"], arts[1]["article_id"]]
+    assert expire(state, watermark_ms=int((f.T0 + timedelta(hours=27, minutes=1)).timestamp() * 1000)) == [
+        arts[2]["article_id"],
+        arts[3]["article_id"],
+    ]
+
+
+def test_rebuild_skips_unreadable_entries() -> None:
+    articles: dict[str, Any] = {}
+    run(make_state(articles), f.article(1))
+    articles["bad"] = {"event_ms": "soon"}
+    articles["worse"] = "not an entry"
+    assert make_state(articles).rebuild() == 1
+
+
+def test_entries_found_in_the_mapping_without_rebuild_are_adopted() -> None:
+    articles: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    a = f.article(1)
+    run(make_state(articles, content), a)
+    state = make_state(articles, content)  # rebuild() forgotten
+    (out,) = run(state, a)
+    assert isinstance(out, Duplicate) and state.size() == 1
+
+
+def test_stored_entries_are_compact_json() -> None:
+    articles: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    a = f.article(1)
+    run(make_state(articles, content), a)
+    entry = articles[a["article_id"]]
+    assert orjson.loads(orjson.dumps(entry)) == entry
+    assert set(entry) == {
+        "canonical_url",
+        "revision",
+        "revision_number",
+        "previous_revisions",
+        "cluster_id",
+        "event_ms",
+        "source",
+        "signature",
+    }
+    assert len(entry["signature"]) == 684  # 128 uint32, base64
+    assert len(orjson.dumps(entry)) < 1000
+    assert content == {a["revision"]: a["article_id"]}
+
+
+# --- outputs and inputs ----------------------------------------------------------------------------------
+
+
+def test_every_outcome_validates_against_its_schema() -> None:
+    state = make_state()
+    a = f.article(1)
+    outs = run(
+        state,
+        a,
+        a,
+        f.copy_of(a, url="https://s.example/1"),
+        f.copy_of(a, url="https://s.example/2", text=f.wrapped(a["text"])),
+        f.revised(a, a["text"] + "\n\nUpdated."),
+    )
+    assert [type(o).__name__ for o in outs] == ["Unique", "Duplicate", "Duplicate", "Duplicate", "Unique"]
+    for o in outs:
+        assert_valid(o)
+
+
+def test_input_article_is_not_mutated() -> None:
+    a = f.article(1)
+    before = orjson.dumps(a)
+    run(make_state(), a, a)
+    assert orjson.dumps(a) == before
+
+
+def test_canonical_evicted_leaves_duplicate_of_url_null() -> None:
+    state = make_state(max_entries=2)
+    a = f.article(1, published_at=f.T0)
+    b = f.copy_of(a, url="https://b.example/1", text=f.wrapped(a["text"]), published_at=f.T0 + timedelta(1))
+    run(state, a, b)
+    run(state, f.article(2, published_at=f.T0 + timedelta(2)))
+    expire(state)
+    c = f.copy_of(a, url="https://c.example/1", text=f.wrapped(a["text"], agency="Other"))
+    (out,) = run(state, c)
+    assert isinstance(out, Duplicate)
+    assert out.record["duplicate_of"] == a["article_id"] and out.record["duplicate_of_url"] is None
+    assert_valid(out)
+
+
+@pytest.mark.parametrize("text", ["...", "!"])
+def test_article_without_words_is_known_by_url_and_content_only(text: str) -> None:
+    a = f.article(1, text=text, title="")
+    state = make_state()
+    first, again, other = run(state, a, a, f.copy_of(a, url="https://x.example/1"))
+    assert isinstance(first, Unique)
+    assert isinstance(again, Duplicate) and again.record["match"] == "same_url"
+    assert isinstance(other, Duplicate) and other.record["match"] == "same_content"
+    assert state.rebuild() == 2
+
+
+def test_event_time_falls_back_to_ingested_at() -> None:
+    state = make_state()
+    a = f.article(1, published_at=None, ingested_at=f.T0 + timedelta(hours=1))
+    run(state, a)
+    assert state.articles[a["article_id"]]["event_ms"] == int((f.T0 + timedelta(hours=1)).timestamp() * 1000)
+
+
+# --- configuration and signatures -------------------------------------------------------------------------
+
+
+def test_config_comes_from_settings() -> None:
+    s = Settings.from_env({"STREAMS_DEDUP_THRESHOLD": "0.6", "STREAMS_SOURCE_PRIORITY": "reuters, ap"})
+    cfg = DedupConfig.from_settings(s)
+    assert cfg.threshold == 0.6
+    assert (cfg.num_perm, cfg.shingle_size, cfg.max_entries) == (
+        s.dedup_num_perm,
+        s.dedup_shingle_size,
+        s.dedup_max_entries,
+    )
+    assert cfg.source_priority == ("reuters", "ap")
+    assert cfg.window_ms == int(s.dedup_window_days * DAY_MS)
+
+
+@pytest.mark.parametrize("bad", [{"threshold": 0.0}, {"threshold": 1.5}, {"num_bands": 7}, {"max_entries": 0}])
+def test_invalid_config_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        DedupConfig(**bad)
+
+
+@pytest.mark.parametrize(("threshold", "bands"), [(0.5, 32), (0.6, 32), (0.7, 32), (0.8, 16), (0.9, 8)])
+def test_band_count_puts_the_s_curve_knee_below_the_threshold(threshold: float, bands: int) -> None:
+    b = optimal_num_bands(threshold, 128)
+    assert b == bands
+    r = 128 // b
+    assert (1 / b) ** (1 / r) < threshold  # knee below: misses are costlier than false candidates
+    assert 1 - (1 - threshold**r) ** b > 0.75  # a pair exactly at the threshold is found most of the time
+
+
+@pytest.mark.parametrize(("words", "k", "expected"), [(["a", "b", "c", "d"], 3, ["a b c", "b c d"]), (["a"], 3, ["a"])])
+def test_shingles_are_word_k_grams(words: list[str], k: int, expected: list[str]) -> None:
+    assert shingles(words, k) == expected
+
+
+@pytest.mark.parametrize("n_tokens", [1, 5, 500])
+def test_signature_round_trips_into_an_equivalent_minhash(n_tokens: int) -> None:
+    h = MinHasher(128, 3)
+    mh = rensa.RMinHash(128, h.seed)
+    mh.update([f"token {i}" for i in range(n_tokens)])
+    values = decode_signature(encode_signature(mh.digest()))
+    rebuilt = h.from_values(values)
+    assert list(rebuilt.digest()) == list(mh.digest())
+    assert rebuilt.jaccard(mh) == 1.0
+    assert similarity(values, mh.digest()) == 1.0
+    lsh = rensa.RMinHashLSH(0.8, 128, 16)
+    lsh.insert(7, rebuilt)
+    assert lsh.query(mh) == [7]
+
+
+def test_corrupt_signature_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decode_signature("not base64!")
+    with pytest.raises(ValueError):
+        MinHasher(128, 3).from_values(decode_signature(encode_signature([1, 2, 3])))
+
+
+def test_index_bytes_estimate_grows_with_the_index() -> None:
+    state = make_state()
+    assert state.index_bytes_estimate() == 0
+    run(state, f.article(1), f.article(2))
+    assert state.index_bytes_estimate() == stage.index_bytes(2, state.num_bands) > 0
+
+
+@pytest.mark.parametrize(("n", "bands", "low", "high"), [(100_000, 16, 1400, 1800), (1_000_000, 16, 2300, 2900)])
+def test_index_bytes_estimate_matches_measured_memory(n: int, bands: int, low: int, high: int) -> None:
+    # measured by bench/bench_dedup.py (RSS delta): 1,590 and 2,586 bytes per article
+    assert low <= stage.index_bytes(n, bands) / n <= high
