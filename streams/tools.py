@@ -120,7 +120,7 @@ async def records(
         end = await consumer.end_offsets(tps) if until_end else {}
         count = 0
         while True:
-            if until_end and all(await consumer.position(tp) >= end[tp] for tp in tps):
+            if until_end and await _at_end(consumer, tps, end):
                 return
             batch = await consumer.getmany(timeout_ms=int((timeout or 1.0) * 1000) if timeout else 1000)
             if not batch:
@@ -135,6 +135,13 @@ async def records(
                         return
     finally:
         await consumer.stop()
+
+
+async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]) -> bool:
+    for tp in tps:
+        if await consumer.position(tp) < end[tp]:
+            return False
+    return True
 
 
 def render(value: bytes | None) -> bytes:

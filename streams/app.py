@@ -1,0 +1,191 @@
+"""Builds the Faust app: settings, topics from the registry, the selected stages' agents, web endpoints, timers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import __version__, eos, topics
+from streams.kafka.local import KAFKA_VERSION, parse_bootstrap
+from streams.logs import event
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+log = logging.getLogger("streams.app")
+
+# Stage name -> "module:function" that registers its agents on a Pipeline. Order is the flow order.
+STAGE_MODULES: dict[str, str] = {
+    "normalize": "streams.agents.normalize:register",
+    "dedup": "streams.agents.dedup:register",
+}
+
+
+class Pipeline:
+    """One worker's Faust app with the chosen stages; several with the same settings form one consumer group."""
+
+    def __init__(self, settings: Settings, stages: list[str] | None = None, metrics: Metrics | None = None) -> None:
+        eos.install()
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.metrics.build_info.info({"version": __version__, "kafka_version": KAFKA_VERSION})
+        self.stages = select_stages(stages if stages is not None else settings.stages)
+        self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
+        self.app = faust.App(
+            settings.group_id,
+            broker=[f"kafka://{a}" for a in parse_bootstrap(settings.kafka_bootstrap)],
+            processing_guarantee=settings.processing_guarantee,
+            store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+            datadir=settings.data_dir,
+            web_enabled=True,
+            web_host=settings.web_host,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+            # The address other workers use to reach this one (table routing); never 0.0.0.0.
+            canonical_url=f"http://{_advertised_host(settings.web_host)}:{settings.web_port}",
+            web_transport="tcp://",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication,
+            table_standby_replicas=settings.table_standby_replicas,
+            producer_max_request_size=11 * 1024 * 1024,
+            consumer_max_fetch_size=11 * 1024 * 1024,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=0.5,
+            autodiscover=False,
+            version=1,
+        )
+        self._register_web()
+        self._register_timers()
+        for name in self.stages:
+            _load(STAGE_MODULES[name])(self)
+
+    def topic(self, logical: str) -> faust.TopicT:
+        """A registry topic as a Faust channel of raw bytes (we encode and decode with orjson ourselves)."""
+        t = topics.get(logical)
+        return self.app.topic(
+            t.physical(self.settings),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=t.partition_count(self.settings),
+        )
+
+    # -- readiness ----------------------------------------------------------------------------------
+    def is_ready(self) -> tuple[bool, dict[str, Any]]:
+        consumer = getattr(self.app, "_consumer", None)
+        assigned = len(consumer.assignment()) if consumer is not None else 0
+        recovery = self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
+        recovering = bool(recovery and (recovery.in_recovery or recovery.active_remaining_total() > 0))
+        rebalancing = bool(getattr(self.app, "rebalancing", False))
+        ready = assigned > 0 and not recovering and not rebalancing
+        return ready, {"assigned_partitions": assigned, "recovering": recovering, "rebalancing": rebalancing}
+
+    def _register_web(self) -> None:
+        app, metrics = self.app, self.metrics
+
+        @app.page("/metrics")
+        async def metrics_page(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+        @app.page("/health")
+        async def health_page(web: Any, request: Any) -> Any:
+            return web.json({"status": "alive", "stages": self.stages})
+
+        @app.page("/ready")
+        async def ready_page(web: Any, request: Any) -> Any:
+            ready, facts = self.is_ready()
+            return web.json({"ready": ready, **facts}, status=200 if ready else 503)
+
+    def _register_timers(self) -> None:
+        app, metrics = self.app, self.metrics
+        state: dict[Any, Any] = {"recovered": False, "lag_keys": set()}
+
+        @app.timer(interval=2.0)
+        async def export_state() -> None:
+            consumer = getattr(app, "_consumer", None)
+            if consumer is None:
+                return
+            seen = set()
+            for tp in consumer.assignment():
+                hw = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
+                if hw is None:
+                    continue
+                lag = max(0, hw - (committed if committed is not None else 0))
+                key = (tp.topic, str(tp.partition))
+                seen.add(key)
+                metrics.consumer_lag.labels(*key).set(lag)
+            for key in state["lag_keys"] - seen:  # partitions revoked: stop reporting them
+                metrics.consumer_lag.remove(*key)
+            state["lag_keys"] = seen
+            self._export_recovery(state)
+            ready, facts = self.is_ready()
+            metrics.ready.set(1 if ready else 0)
+
+        @app.task
+        async def announce() -> None:
+            event(
+                log,
+                "worker_started",
+                stages=self.stages,
+                group=self.settings.group_id,
+                bootstrap=self.settings.kafka_bootstrap,
+                guarantee=self.settings.processing_guarantee,
+                web=f"http://{self.settings.web_host}:{self.settings.web_port}",
+            )
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+            event(log, "partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+    def _export_recovery(self, state: dict[Any, Any]) -> None:
+        recovery = self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
+        if recovery is None or not self.tables:
+            return
+        remaining = recovery.active_remaining() if recovery.in_recovery else {}
+        for name, table in self.tables.items():
+            changelog = table.changelog_topic.get_topic_name()
+            left = sum(n for tp, n in remaining.items() if tp.topic == changelog)
+            total = state.setdefault(("total", name), 0)
+            if left > total:
+                state[("total", name)] = total = left
+            self.metrics.recovery_remaining.labels(name).set(left)
+            self.metrics.recovery_ratio.labels(name).set(1.0 if total == 0 else 1.0 - left / total)
+        if recovery.in_recovery:
+            state["recovered"] = False
+            state["recovery_started"] = state.get("recovery_started") or time.monotonic()
+        elif not state["recovered"] and recovery.completed.is_set():
+            state["recovered"] = True
+            took = time.monotonic() - state.pop("recovery_started", time.monotonic())
+            event(log, "recovery_done", tables=sorted(self.tables), seconds=round(took, 3))
+
+
+def _advertised_host(bind: str) -> str:
+    import socket
+
+    return socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind
+
+
+def select_stages(spec: str | list[str]) -> list[str]:
+    names = (
+        list(STAGE_MODULES)
+        if spec in ("all", ["all"])
+        else ([s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec))
+    )
+    unknown = [n for n in names if n not in STAGE_MODULES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGE_MODULES)}")
+    return [n for n in STAGE_MODULES if n in names]
+
+
+def _load(ref: str) -> Callable[[Pipeline], None]:
+    import importlib
+
+    module, _, func = ref.partition(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]

@@ -1,0 +1,119 @@
+"""dedup through the real broker: each rule, copies on other partitions, and state that survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from streams.codec import short_hash
+from tests.integration.conftest import read_committed, send_all, values
+from tests.unit.dedup_factories import story
+
+pytestmark = pytest.mark.integration
+
+
+def raw(url: str, title: str, text: str, source: str = "Desk") -> bytes:
+    return orjson.dumps({"url": url, "title": title, "body": text, "source": {"name": source}})
+
+
+def near_copy(title: str, text: str, cut: bool = True) -> tuple[str, str]:
+    """What a syndicator does: new headline, agency line on top, last paragraph cut, copyright footer."""
+    paras = text.split("\n\n")
+    kept = paras[:-1] if cut else paras
+    body = "\n\n".join(["LONDON (Lakeside Wire) -", *kept, "© Lakeside Wire. All rights reserved."])
+    return "Exclusive: " + title.lower(), body
+
+
+def partition_of(settings, msgs, article_id):
+    return next(m.partition for m in msgs if m.key == article_id.encode())
+
+
+def test_each_rule_through_the_broker(topics, worker_factory):
+    s = topics
+    title, text = story(101, paragraphs=12)
+    other_title, other_text = story(202)
+    near_title, near_text = near_copy(title, text)
+    sends = [
+        raw("https://one.example/story?utm_source=rss", title, text),  # first seen
+        raw("https://one.example/story", title, text),  # same canonical URL, same text: re-send
+        raw("https://two.example/syndicated", title, text),  # same text elsewhere: syndication
+        raw("https://three.example/near", near_title, near_text),  # lightly edited copy
+        raw("https://four.example/unrelated", other_title, other_text),  # another story
+        raw("https://one.example/story", title, text + "\n\nCorrection: an earlier version misnamed the port."),
+    ]
+    worker = worker_factory(s)
+    # The original first, and seen by dedup before its copies: articles of different ids may reach the
+    # dedup sequence in any order (they travel on different partitions), and the first to arrive is canonical.
+    asyncio.run(send_all(s, "articles.raw", [(None, sends[0])], partition=0))
+    worker.wait_ready()
+    asyncio.run(read_committed(s, "articles.unique", expect=1, timeout=120, settle=0))
+    asyncio.run(send_all(s, "articles.raw", [(None, p) for p in sends[1:]], partition=0))
+    uniq = values(asyncio.run(read_committed(s, "articles.unique", expect=3, timeout=120)))
+    dups = values(asyncio.run(read_committed(s, "articles.duplicates", expect=3, timeout=30)))
+    first = short_hash("https://one.example/story")
+
+    assert sorted((u["canonical_url"], u["dedup"]["revision_number"]) for u in uniq) == [
+        ("https://four.example/unrelated", 1),
+        ("https://one.example/story", 1),
+        ("https://one.example/story", 2),
+    ]
+    update = next(u for u in uniq if u["dedup"]["revision_number"] == 2)
+    assert update["article_id"] == first and update["dedup"]["is_update"] is True
+    assert update["dedup"]["previous_revision"] == next(
+        u["revision"] for u in uniq if u["dedup"]["revision_number"] == 1 and u["article_id"] == first
+    )
+    by_url = {d["canonical_url"]: d for d in dups}
+    assert by_url["https://one.example/story"]["match"] == "same_url"
+    assert by_url["https://two.example/syndicated"]["match"] == "same_content"
+    near = by_url["https://three.example/near"]
+    assert near["match"] == "near" and 0.6 < near["similarity"] < 1.0
+    assert all(d["duplicate_of"] == first and d["cluster_id"] == first for d in dups)
+    assert all(d["article"]["text"] for d in dups)  # nothing lost: the dropped article travels along
+
+
+def test_copy_arriving_on_another_partition_is_caught(topics, worker_factory):
+    s = topics
+    worker = worker_factory(s)
+    stories = [story(300 + i) for i in range(8)]
+    originals = [(None, raw(f"https://origin.example/{i}", t, x)) for i, (t, x) in enumerate(stories)]
+    asyncio.run(send_all(s, "articles.raw", originals, partition=0))
+    worker.wait_ready()
+    first = asyncio.run(read_committed(s, "articles.unique", expect=8, timeout=120, settle=0.5))
+    copies = [(None, raw(f"https://copier.example/{i}", t, x)) for i, (t, x) in enumerate(stories)]
+    asyncio.run(send_all(s, "articles.raw", copies, partition=3))
+    dups = asyncio.run(read_committed(s, "articles.duplicates", expect=8, timeout=60))
+    # The copies really travelled on other partitions of articles.normalized than their originals.
+    normalized = asyncio.run(read_committed(s, "articles.normalized", expect=16, timeout=10, settle=0))
+    moved = sum(
+        partition_of(s, normalized, short_hash(f"https://origin.example/{i}"))
+        != partition_of(s, normalized, short_hash(f"https://copier.example/{i}"))
+        for i in range(8)
+    )
+    assert moved >= 3, "too few copies crossed partitions for the test to mean anything"
+    assert len(first) == 8
+    assert sorted(d["match"] for d in values(dups)) == ["same_content"] * 8
+
+
+@pytest.mark.parametrize("fresh_state_dir", [False, True], ids=["same-worker-dir", "new-worker-from-changelog"])
+def test_copy_arriving_after_a_restart_is_caught(topics, worker_factory, tmp_path, fresh_state_dir):
+    s = topics
+    originals = [story(500 + i) for i in range(20)]
+    first = worker_factory(s)
+    asyncio.run(
+        send_all(s, "articles.raw", [(None, raw(f"https://a.example/{i}", t, x)) for i, (t, x) in enumerate(originals)])
+    )
+    first.wait_ready()
+    assert len(asyncio.run(read_committed(s, "articles.unique", expect=20, timeout=120, settle=1))) == 20
+    first.kill()  # kill -9: no clean shutdown, the state must come back from disk or the changelog
+    if fresh_state_dir:
+        s = s.__class__(**{**s.__dict__, "data_dir": str(tmp_path / "elsewhere")})
+    second = worker_factory(s)
+    copies = [(None, raw(f"https://b.example/{i}", *near_copy(t, x, cut=False))) for i, (t, x) in enumerate(originals)]
+    asyncio.run(send_all(s, "articles.raw", copies))
+    second.wait_ready(timeout=120)
+    dups = values(asyncio.run(read_committed(s, "articles.duplicates", expect=20, timeout=120)))
+    uniq = asyncio.run(read_committed(s, "articles.unique", expect=20, timeout=5, settle=1))
+    assert len(dups) == 20 and {d["match"] for d in dups} == {"near"}
+    assert len(uniq) == 20, "a copy after the restart was let through as new"
