@@ -42,7 +42,7 @@ class Settings:
     reject_payload_limit_bytes: int = 512 * 1024  # rejected payloads beyond this are kept truncated
     # dedup
     dedup_threshold: float = 0.6  # estimated Jaccard of word shingles at or above which a copy is near (BENCHMARKS.md)
-    dedup_window_days: float = 30.0  # articles older than this (event time) leave the index
+    dedup_window_days: float = 30.0  # articles ingested longer ago than this leave the index
     dedup_max_entries: int = 500_000  # hard bound on the index (~2.5 KB RAM each); oldest leave first
     dedup_num_perm: int = 64  # 64 permutations keep 16 LSH bands at threshold 0.6
     dedup_shingle_size: int = 3

@@ -34,9 +34,12 @@ State. ``articles`` (article_id → entry) and ``content`` (revision → article
 JSON values (Faust tables in production, dicts in tests); an entry is about 0.9 KB (the 128-value signature
 is 684 base64 characters). In memory there is only the LSH index (rensa, keyed by small integer slots), the
 slot ↔ article_id maps and a heap for expiry; `DedupState.rebuild` recreates them from ``articles`` after a
-restart. `expire` evicts by event time (older than ``window_days`` before the watermark, the highest event
-time seen, clamped to the clock so one article dated 2099 cannot flush the index) and by ``max_entries``
-(oldest first). The agent calls it after each article; it costs O(1) when nothing is due.
+restart. `expire` evicts by ingestion time (``ingested_at``, the raw record's Kafka timestamp: older than
+``window_days`` before the watermark, the highest ingestion time seen, clamped to the clock so one record
+dated 2099 cannot flush the index) and by ``max_entries`` (oldest first). Retention runs on ingestion rather
+than publication time so that an archive article published years ago but ingested today still catches its
+re-sends for the whole window; publication time orders canonicals. The agent calls it after each article;
+it costs O(1) when nothing is due.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class DedupConfig:
     """Thresholds and bounds of the dedup stage (from Settings.dedup_* and source_priority)."""
 
     threshold: float = 0.8  # estimated Jaccard similarity at or above which a copy is a near duplicate
-    window_days: float = 30.0  # entries older than this (event time, before the watermark) leave the index
+    window_days: float = 30.0  # entries ingested longer ago than this (before the watermark) leave the index
     max_entries: int = 2_000_000  # hard bound on the index; the oldest leave first
     num_perm: int = 128
     shingle_size: int = 3  # words per shingle
@@ -170,7 +173,7 @@ class DedupState:
         start = 0
         for article_id, entry in self.articles.items():
             try:
-                event_ms = int(entry["event_ms"])
+                event_ms = int(entry.get("seen_ms", entry["event_ms"]))  # the retention clock
                 sig = entry.get("signature")
                 mh = self.hasher.from_values(decode_signature(sig)) if sig else None
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -237,7 +240,7 @@ class DedupState:
         except ValueError:
             mh = None
         try:
-            event_ms = int(entry.get("event_ms", 0))
+            event_ms = int(entry.get("seen_ms", entry.get("event_ms", 0)))
         except (TypeError, ValueError):
             event_ms = 0  # unreadable: first to leave
         self._add(article_id, event_ms, mh)
@@ -314,8 +317,9 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
     title = str(article.get("title") or "")
     revision = str(article.get("revision") or short_hash(text))
     event_ms = _event_ms(article, now_ms)
+    seen_ms = _seen_ms(article, now_ms)
     source = _source_key(article)
-    state.observe(event_ms, now_ms)
+    state.observe(seen_ms, now_ms)
 
     entry = state.articles.get(article_id)
     if isinstance(entry, dict):
@@ -336,11 +340,12 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
         "previous_revisions": [],
         "cluster_id": cluster_id or article_id,
         "event_ms": event_ms,
+        "seen_ms": seen_ms,
         "source": source,
         "signature": encode_signature(mh.digest()) if mh is not None else "",
     }
     state.articles[article_id] = new_entry
-    state._add(article_id, event_ms, mh)
+    state._add(article_id, seen_ms, mh)
     if revision not in state.content:
         state.content[revision] = article_id
     if cluster_id is None:
@@ -500,6 +505,17 @@ def _event_ms(article: dict[str, Any], now_ms: int) -> int:
                 return _ms(parse_rfc3339(value))
             except (ValueError, OverflowError):
                 continue
+    return now_ms
+
+
+def _seen_ms(article: dict[str, Any], now_ms: int) -> int:
+    """When the pipeline first saw the article (ingested_at, else the clock): the retention clock."""
+    value = article.get("ingested_at")
+    if isinstance(value, str) and value:
+        try:
+            return _ms(parse_rfc3339(value))
+        except (ValueError, OverflowError):
+            pass
     return now_ms
 
 

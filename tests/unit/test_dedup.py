@@ -308,10 +308,10 @@ def test_later_arriving_copy_with_earlier_event_time_is_still_the_duplicate(sour
 # --- window and bounds -----------------------------------------------------------------------------------
 
 
-def test_entries_older_than_the_window_leave_by_event_time() -> None:
+def test_entries_older_than_the_window_leave_by_ingestion_time() -> None:
     state = make_state(window_days=2.0)
-    old = f.article(1, published_at=f.T0)
-    recent = f.article(2, published_at=f.T0 + timedelta(days=1))
+    old = f.article(1, published_at=f.T0, ingested_at=f.T0)
+    recent = f.article(2, published_at=f.T0 + timedelta(days=1), ingested_at=f.T0 + timedelta(days=1))
     run(state, old, recent)
     t0_ms = int(f.T0.timestamp() * 1000)
     assert expire(state, watermark_ms=t0_ms + 2 * DAY_MS) == []  # exactly at the edge: kept
@@ -325,13 +325,25 @@ def test_entries_older_than_the_window_leave_by_event_time() -> None:
     assert isinstance(out, Duplicate)
 
 
-def test_watermark_follows_event_time_not_arrival() -> None:
+def test_watermark_follows_ingestion_time_not_the_clock() -> None:
     state = make_state(window_days=1.0)
-    later = f.T0 + timedelta(days=3)  # the clock is ahead of both event times
-    for a in (f.article(1, published_at=f.T0), f.article(2, published_at=f.T0 + timedelta(hours=30))):
+    later = f.T0 + timedelta(days=3)  # the clock is ahead of both ingestion times
+    second = f.T0 + timedelta(hours=30)
+    for a in (f.article(1, published_at=f.T0, ingested_at=f.T0), f.article(2, published_at=second, ingested_at=second)):
         dedup(a, state=state, now=later)
     assert state.watermark_ms == int((f.T0 + timedelta(hours=30)).timestamp() * 1000)
     assert expire(state) == [f.article(1)["article_id"]]
+
+
+def test_article_published_long_ago_but_ingested_now_stays_for_the_window() -> None:
+    """An archive article re-surfacing today must still catch its re-sends: retention runs on ingestion time."""
+    state = make_state(window_days=30.0)
+    archive = f.article(1, published_at=f.T0 - timedelta(days=3650), ingested_at=NOW)
+    fresh = f.article(2, published_at=NOW, ingested_at=NOW)
+    run(state, archive, fresh)
+    assert expire(state) == []
+    (again,) = run(state, archive)
+    assert isinstance(again, Duplicate) and again.record["match"] == "same_url"
 
 
 def test_future_dated_article_does_not_flush_the_index() -> None:
@@ -413,7 +425,9 @@ def test_rebuild_after_restart_still_catches_copies(kind: str) -> None:
 def test_rebuild_restores_expiry_order_and_watermark() -> None:
     articles: dict[str, Any] = {}
     content: dict[str, Any] = {}
-    arts = [f.article(s, published_at=f.T0 + timedelta(hours=s)) for s in range(6)]
+    arts = [
+        f.article(s, published_at=f.T0 + timedelta(hours=s), ingested_at=f.T0 + timedelta(hours=s)) for s in range(6)
+    ]
     run(make_state(articles, content, window_days=1.0), *arts)
     state = make_state(articles, content, window_days=1.0, max_entries=4)
     state.rebuild()
@@ -457,6 +471,7 @@ def test_stored_entries_are_compact_json() -> None:
         "previous_revisions",
         "cluster_id",
         "event_ms",
+        "seen_ms",
         "source",
         "signature",
     }
