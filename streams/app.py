@@ -76,6 +76,10 @@ class Pipeline:
             partitions=t.partition_count(self.settings),
         )
 
+    def _source_topics(self) -> set[str]:
+        """The topics the agents read (not table changelogs nor Faust's internal assignor topic)."""
+        return {t for agent in self.app.agents.values() for t in agent.channel.topics}
+
     # -- readiness ----------------------------------------------------------------------------------
     def is_ready(self) -> tuple[bool, dict[str, Any]]:
         consumer = getattr(self.app, "_consumer", None)
@@ -112,12 +116,23 @@ class Pipeline:
             if consumer is None:
                 return
             seen = set()
+            sources = self._source_topics()
+            pending = {m.tp for m in list(consumer._unacked_messages)}  # noqa: SLF001 - no public accessor
             for tp in consumer.assignment():
+                if tp.topic not in sources:  # changelogs and Faust's assignor topic are not consumer progress
+                    continue
                 hw = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
                 if hw is None:
                     continue
+                committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
                 lag = max(0, hw - (committed if committed is not None else 0))
+                if lag and tp not in pending:
+                    # Exactly-once leaves a commit marker after the last record, which the committed offset
+                    # never passes: once everything fetched is processed and the fetch position has reached
+                    # the high watermark, the rest of the gap is markers, not records.
+                    position = await consumer.position(tp)
+                    if position is not None and position >= hw:
+                        lag = 0
                 key = (tp.topic, str(tp.partition))
                 seen.add(key)
                 metrics.consumer_lag.labels(*key).set(lag)

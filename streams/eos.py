@@ -16,7 +16,11 @@ The fixes: (1) while an event is being processed, the transactional id is the on
 partition, which is also the id under which its offsets are committed (sends outside an event keep Faust's
 rule); (2) a per-app commit gate: an agent holds it from the start of an event until the event is acked
 (`async with processing(app, event)`), and a commit takes it for the whole of offset collection and
-transaction commit, so a transaction holds exactly the output of the offsets it commits.
+transaction commit, so a transaction holds exactly the output of the offsets it commits; (3) before a
+commit, the table changelog records that Faust queues in its producer buffer are sent, so a table update
+commits with the event that made it; (4) the highwater of a changelog under exactly-once is asked of the
+broker (the last stable offset) instead of read from a fetch cache that a just-assigned partition lacks,
+so a table moved from a dead worker recovers instead of failing Faust's consistency check.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from faust.streams import current_event
 from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 _PATCHED = "_article_streams_source_partition_transactions"
 
@@ -80,12 +85,23 @@ _original_commit = Consumer.commit
 
 async def _gated_commit(self: Consumer, *args: Any, **kwargs: Any) -> bool:
     async with gate(self.app):
+        # Table changelog records are queued in Faust's producer buffer and sent by a background task: send
+        # those of the events already processed now, so they join the transaction that commits the events.
+        await self.app.producer.buffer.flush()
         return await _original_commit(self, *args, **kwargs)
 
 
+async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[Any]) -> Any:
+    # Faust reads the last stable offset cached from the latest fetch response, which a partition assigned
+    # a moment ago does not have yet (None, turned into -1): recovery of a table that moved from a dead
+    # worker then fails its consistency check. ListOffsets under read_committed returns the LSO itself.
+    return await self._ensure_consumer().end_offsets(partitions)
+
+
 def install() -> None:
-    """Idempotent: patches TransactionManager.send and Consumer.commit once per process."""
+    """Idempotent: patches TransactionManager.send, Consumer.commit and the highwater lookup once per process."""
     if not getattr(TransactionManager, _PATCHED, False):
         TransactionManager.send = _send  # type: ignore[method-assign]
         Consumer.commit = _gated_commit  # type: ignore[method-assign]
+        AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
         setattr(TransactionManager, _PATCHED, True)

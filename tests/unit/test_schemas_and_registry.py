@@ -98,3 +98,24 @@ def test_raw_event_built_from_the_seed_validates(seed_text):
 def test_violation_names_the_pointer_and_keyword(event, pointer, keyword):
     v = schemas.first_violation("raw_article.v1.json", event)
     assert v is not None and (v.pointer, v.keyword) == (pointer, keyword)
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [var for var, _ in Settings.from_env({}).as_env_doc() if f"`{var}`" not in readme]
+    assert not missing, f"README lacks {missing}"
+
+
+def test_readme_metrics_table_names_every_metric():
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import Metrics
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    names = {m.name for m in Metrics(CollectorRegistry()).registry.collect()}
+    missing = sorted(n for n in names if f"`{n}" not in readme)
+    assert not missing, f"README metrics table lacks {missing}"
