@@ -496,9 +496,9 @@ def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def _event_ms(article: dict[str, Any], now_ms: int) -> int:
-    """published_at, else ingested_at, else the clock (ms since the epoch)."""
-    for field in ("published_at", "ingested_at"):
+def _first_time_ms(article: dict[str, Any], fields: tuple[str, ...], now_ms: int) -> int:
+    """The first of `fields` that holds an RFC 3339 time, in ms since the epoch; else the clock."""
+    for field in fields:
         value = article.get(field)
         if isinstance(value, str) and value:
             try:
@@ -508,15 +508,14 @@ def _event_ms(article: dict[str, Any], now_ms: int) -> int:
     return now_ms
 
 
+def _event_ms(article: dict[str, Any], now_ms: int) -> int:
+    """published_at, else ingested_at, else the clock: orders canonicals."""
+    return _first_time_ms(article, ("published_at", "ingested_at"), now_ms)
+
+
 def _seen_ms(article: dict[str, Any], now_ms: int) -> int:
     """When the pipeline first saw the article (ingested_at, else the clock): the retention clock."""
-    value = article.get("ingested_at")
-    if isinstance(value, str) and value:
-        try:
-            return _ms(parse_rfc3339(value))
-        except (ValueError, OverflowError):
-            pass
-    return now_ms
+    return _first_time_ms(article, ("ingested_at",), now_ms)
 
 
 def _source_key(article: dict[str, Any]) -> str:

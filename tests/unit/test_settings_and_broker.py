@@ -71,3 +71,27 @@ def test_start_refuses_a_port_taken_by_something_else(tmp_path):
 def test_stop_leaves_a_broker_it_did_not_start_alone(tmp_path):
     s = Settings.from_env({}, kafka_home=str(tmp_path))
     assert EmbeddedBroker(s).stop() is False
+
+
+def test_status_tells_the_truth_when_nothing_answers(tmp_path):
+    with socket.socket() as probe_sock:  # a port that was free a moment ago
+        probe_sock.bind(("127.0.0.1", 0))
+        port = probe_sock.getsockname()[1]
+    s = Settings.from_env({}, kafka_bootstrap=f"127.0.0.1:{port}", kafka_home=str(tmp_path))
+    answers, text = EmbeddedBroker(s).status()
+    assert answers is False
+    assert "answers:  no" in text and "not running" in text and f"127.0.0.1:{port}" in text
+
+
+def test_status_command_exits_nonzero_when_the_broker_does_not_answer(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    with socket.socket() as probe_sock:
+        probe_sock.bind(("127.0.0.1", 0))
+        port = probe_sock.getsockname()[1]
+    monkeypatch.setenv("STREAMS_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+    monkeypatch.setenv("STREAMS_KAFKA_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["kafka", "status"])
+    assert result.exit_code == 1 and "answers:  no" in result.output
