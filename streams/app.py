@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import __version__, eos, topics
 from streams.kafka.local import KAFKA_VERSION, parse_bootstrap
 from streams.logs import event
 from streams.metrics import Metrics
+from streams.observability import Observability
 from streams.settings import Settings
 
 log = logging.getLogger("streams.app")
@@ -42,7 +41,7 @@ class Pipeline:
             processing_guarantee=settings.processing_guarantee,
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,
-            web_enabled=True,
+            web_enabled=False,  # streams.observability serves /metrics, /health, /ready before recovery ends
             web_host=settings.web_host,
             web_bind=settings.web_host,
             web_port=settings.web_port,
@@ -59,8 +58,8 @@ class Pipeline:
             autodiscover=False,
             version=1,
         )
-        self._register_web()
-        self._register_timers()
+        self._register_events()
+        self.observability = Observability(self)  # started by the Faust worker beside the app
         for name in self.stages:
             _load(STAGE_MODULES[name])(self)
 
@@ -76,7 +75,11 @@ class Pipeline:
             partitions=t.partition_count(self.settings),
         )
 
-    def _source_topics(self) -> set[str]:
+    def recovery(self) -> Any:
+        """Faust's table recovery service (None before the app has tables)."""
+        return self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
+
+    def source_topics(self) -> set[str]:
         """The topics the agents read (not table changelogs nor Faust's internal assignor topic)."""
         return {t for agent in self.app.agents.values() for t in agent.channel.topics}
 
@@ -84,64 +87,14 @@ class Pipeline:
     def is_ready(self) -> tuple[bool, dict[str, Any]]:
         consumer = getattr(self.app, "_consumer", None)
         assigned = len(consumer.assignment()) if consumer is not None else 0
-        recovery = self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
+        recovery = self.recovery()
         recovering = bool(recovery and (recovery.in_recovery or recovery.active_remaining_total() > 0))
         rebalancing = bool(getattr(self.app, "rebalancing", False))
         ready = assigned > 0 and not recovering and not rebalancing
         return ready, {"assigned_partitions": assigned, "recovering": recovering, "rebalancing": rebalancing}
 
-    def _register_web(self) -> None:
-        app, metrics = self.app, self.metrics
-
-        @app.page("/metrics")
-        async def metrics_page(web: Any, request: Any) -> Any:
-            return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-        @app.page("/health")
-        async def health_page(web: Any, request: Any) -> Any:
-            return web.json({"status": "alive", "stages": self.stages})
-
-        @app.page("/ready")
-        async def ready_page(web: Any, request: Any) -> Any:
-            ready, facts = self.is_ready()
-            return web.json({"ready": ready, **facts}, status=200 if ready else 503)
-
-    def _register_timers(self) -> None:
-        app, metrics = self.app, self.metrics
-        state: dict[Any, Any] = {"recovered": False, "lag_keys": set()}
-
-        @app.timer(interval=2.0)
-        async def export_state() -> None:
-            consumer = getattr(app, "_consumer", None)
-            if consumer is None:
-                return
-            seen = set()
-            sources = self._source_topics()
-            pending = {m.tp for m in list(consumer._unacked_messages)}  # noqa: SLF001 - no public accessor
-            for tp in consumer.assignment():
-                if tp.topic not in sources:  # changelogs and Faust's assignor topic are not consumer progress
-                    continue
-                hw = consumer.highwater(tp)
-                if hw is None:
-                    continue
-                committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
-                lag = max(0, hw - (committed if committed is not None else 0))
-                if lag and tp not in pending:
-                    # Exactly-once leaves a commit marker after the last record, which the committed offset
-                    # never passes: once everything fetched is processed and the fetch position has reached
-                    # the high watermark, the rest of the gap is markers, not records.
-                    position = await consumer.position(tp)
-                    if position is not None and position >= hw:
-                        lag = 0
-                key = (tp.topic, str(tp.partition))
-                seen.add(key)
-                metrics.consumer_lag.labels(*key).set(lag)
-            for key in state["lag_keys"] - seen:  # partitions revoked: stop reporting them
-                metrics.consumer_lag.remove(*key)
-            state["lag_keys"] = seen
-            self._export_recovery(state)
-            ready, facts = self.is_ready()
-            metrics.ready.set(1 if ready else 0)
+    def _register_events(self) -> None:
+        app = self.app
 
         @app.task
         async def announce() -> None:
@@ -158,27 +111,6 @@ class Pipeline:
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
             event(log, "partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
-
-    def _export_recovery(self, state: dict[Any, Any]) -> None:
-        recovery = self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
-        if recovery is None or not self.tables:
-            return
-        remaining = recovery.active_remaining() if recovery.in_recovery else {}
-        for name, table in self.tables.items():
-            changelog = table.changelog_topic.get_topic_name()
-            left = sum(n for tp, n in remaining.items() if tp.topic == changelog)
-            total = state.setdefault(("total", name), 0)
-            if left > total:
-                state[("total", name)] = total = left
-            self.metrics.recovery_remaining.labels(name).set(left)
-            self.metrics.recovery_ratio.labels(name).set(1.0 if total == 0 else 1.0 - left / total)
-        if recovery.in_recovery:
-            state["recovered"] = False
-            state["recovery_started"] = state.get("recovery_started") or time.monotonic()
-        elif not state["recovered"] and recovery.completed.is_set():
-            state["recovered"] = True
-            took = time.monotonic() - state.pop("recovery_started", time.monotonic())
-            event(log, "recovery_done", tables=sorted(self.tables), seconds=round(took, 3))
 
 
 def _advertised_host(bind: str) -> str:
