@@ -35,6 +35,7 @@ class Pipeline:
         self.metrics.build_info.info({"version": __version__, "kafka_version": KAFKA_VERSION})
         self.stages = select_stages(stages if stages is not None else settings.stages)
         self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
+        self.readiness: dict[str, Callable[[], bool]] = {}  # more conditions of /ready, added by stages
         self.app = faust.App(
             settings.group_id,
             broker=[f"kafka://{a}" for a in parse_bootstrap(settings.kafka_bootstrap)],
@@ -55,6 +56,8 @@ class Pipeline:
             consumer_max_fetch_size=11 * 1024 * 1024,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=0.5,
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
             autodiscover=False,
             version=1,
         )
@@ -84,14 +87,19 @@ class Pipeline:
         return {t for agent in self.app.agents.values() for t in agent.channel.topics}
 
     # -- readiness ----------------------------------------------------------------------------------
-    def is_ready(self) -> tuple[bool, dict[str, Any]]:
+    def consumer_started(self) -> bool:
         consumer = getattr(self.app, "_consumer", None)
-        assigned = len(consumer.assignment()) if consumer is not None else 0
+        return consumer is not None and getattr(consumer._thread, "_consumer", None) is not None  # noqa: SLF001
+
+    def is_ready(self) -> tuple[bool, dict[str, Any]]:
+        assigned = len(self.app.consumer.assignment()) if self.consumer_started() else 0
         recovery = self.recovery()
         recovering = bool(recovery and (recovery.in_recovery or recovery.active_remaining_total() > 0))
         rebalancing = bool(getattr(self.app, "rebalancing", False))
-        ready = assigned > 0 and not recovering and not rebalancing
-        return ready, {"assigned_partitions": assigned, "recovering": recovering, "rebalancing": rebalancing}
+        waiting_for = sorted(name for name, check in self.readiness.items() if not check())
+        ready = assigned > 0 and not recovering and not rebalancing and not waiting_for
+        facts = {"assigned_partitions": assigned, "recovering": recovering, "rebalancing": rebalancing}
+        return ready, {**facts, "waiting_for": waiting_for}
 
     def _register_events(self) -> None:
         app = self.app

@@ -97,6 +97,12 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("streams_worker_ready", "1 when partitions are assigned and state is recovered.", registry=r)
+        self.redeliveries_skipped = Counter(
+            "streams_redeliveries_skipped_total",
+            "Records not processed: already processed in this consumer generation, or from a revoked one.",
+            ["stage", "reason"],
+            registry=r,
+        )
         self.stage_errors = Counter(
             "streams_stage_errors_total",
             "Unexpected errors inside a stage (the event is rejected as internal_error).",
@@ -110,6 +116,8 @@ class Metrics:
         self.processing_seconds.labels(stage)
         self.end_to_end_seconds.labels(stage)
         self.stage_errors.labels(stage)
+        for why in ("stale_generation", "already_processed"):
+            self.redeliveries_skipped.labels(stage, why)
         for outcome in outcomes:
             self.events_out.labels(stage, outcome)
         for reason in reasons:

@@ -79,7 +79,7 @@ class Observability(Service):
     async def _export_lag(self) -> None:
         app, metrics = self.pipeline.app, self.pipeline.metrics
         consumer = getattr(app, "_consumer", None)
-        if consumer is None:
+        if consumer is None or not self.pipeline.consumer_started():
             return
         seen = set()
         sources = self.pipeline.source_topics()

@@ -24,6 +24,7 @@ class Settings:
     topic_replication: int = 1
     app_id: str = "article-streams"  # consumer group id (the prefix is added)
     processing_guarantee: str = "exactly_once"  # or at_least_once
+    session_timeout_seconds: float = 60.0  # a worker silent this long is dropped and its partitions move
     # Embedded broker (streams kafka start)
     kafka_home: str = field(default_factory=_default_cache)  # jar cache and broker data, outside the repo
     kafka_controller_port: int = 9093

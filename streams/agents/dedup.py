@@ -9,6 +9,7 @@ state is two Faust tables on that partition, with changelogs (and a standby repl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -46,23 +47,45 @@ def register(p: Pipeline) -> None:
     @app.agent(normalized, name=f"{s.topic_prefix}dedup-sequence")
     async def sequence(stream: Any) -> None:
         async for ev in stream.events():
-            async with eos.processing(app, ev):
+            async with eos.processing(app, ev) as skip:
+                if skip:
+                    m.redeliveries_skipped.labels("dedup-sequence", skip).inc()
+                    continue
                 await sequenced.send(key=ev.message.key, value=ev.message.value)
 
+    def rebuilt() -> DedupState:
+        started = time.perf_counter()
+        current = DedupState(config, articles, content)
+        count = current.rebuild()
+        holder["evictions"] = dict(current.evictions)
+        event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
+        return current
+
+    @articles.on_recover
+    async def rebuild_index() -> None:
+        # Faust awaits this after every recovery (start, rebalance, take-over) and before it resumes the
+        # partitions, so the index is whole before the first decision. In a thread, so that /metrics and
+        # /ready stay responsive (23 s for 1M articles, BENCHMARKS.md); /ready says 503 until it is done.
+        holder["state"] = None
+        current = await asyncio.to_thread(rebuilt)
+        holder["state"] = current
+        _export_index(current)
+
+    p.readiness["dedup_index"] = lambda: holder["state"] is not None
+
     def state() -> DedupState:
-        current = holder["state"]
-        if current is None:
-            started = time.perf_counter()
-            current = holder["state"] = DedupState(config, articles, content)
-            count = current.rebuild()
-            holder["evictions"] = dict(current.evictions)
-            event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
+        current: DedupState | None = holder["state"]
+        if current is None:  # no recovery callback ran for this assignment: rebuild here, blocking
+            current = holder["state"] = rebuilt()
         return current
 
     @app.agent(sequenced, name=f"{s.topic_prefix}dedup")
     async def dedup_agent(stream: Any) -> None:
         async for ev in stream.events():
-            async with eos.processing(app, ev):
+            async with eos.processing(app, ev) as skip:
+                if skip:
+                    m.redeliveries_skipped.labels(STAGE, skip).inc()
+                    continue
                 started = time.perf_counter()
                 m.events_in.labels(STAGE).inc()
                 article = loads(ev.message.value)

@@ -37,7 +37,10 @@ def register(p: Pipeline) -> None:
     @p.app.agent(raw, name=f"{s.topic_prefix}normalize")
     async def normalize_agent(stream: Any) -> None:
         async for ev in stream.events():
-            async with eos.processing(p.app, ev):
+            async with eos.processing(p.app, ev) as skip:
+                if skip:
+                    m.redeliveries_skipped.labels(STAGE, skip).inc()
+                    continue
                 started = time.perf_counter()
                 msg = ev.message
                 payload: bytes = msg.value if msg.value is not None else b""

@@ -61,6 +61,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         web_port=next(_ports),
         topic_partitions=4,
         log_format="text",
+        session_timeout_seconds=10.0,  # a killed worker leaves the group in seconds, not a minute
     )
 
 

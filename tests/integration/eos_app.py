@@ -32,7 +32,9 @@ delay = float(os.environ.get("EOS_DELAY", "0"))
 @app.agent(source)
 async def copy(stream):
     async for event in stream.events():
-        async with eos.processing(app, event):
+        async with eos.processing(app, event) as skip:
+            if skip:
+                continue
             if delay:
                 await asyncio.sleep(delay)
             await sink.send(key=event.message.key, value=event.message.value)

@@ -113,7 +113,28 @@ def test_copy_arriving_after_a_restart_is_caught(topics, worker_factory, tmp_pat
     copies = [(None, raw(f"https://b.example/{i}", *near_copy(t, x, cut=False))) for i, (t, x) in enumerate(originals)]
     asyncio.run(send_all(s, "articles.raw", copies))
     second.wait_ready(timeout=120)
-    dups = values(asyncio.run(read_committed(s, "articles.duplicates", expect=20, timeout=120)))
+    dup_msgs = asyncio.run(read_committed(s, "articles.duplicates", expect=20, timeout=120))
+    dups = values(dup_msgs)
     uniq = asyncio.run(read_committed(s, "articles.unique", expect=20, timeout=5, settle=1))
-    assert len(dups) == 20 and {d["match"] for d in dups} == {"near"}
+    seq = asyncio.run(read_committed(s, "articles.dedup-sequenced", expect=40, timeout=5, settle=1))
+    twice = [(m.key, m.partition, m.offset, m.timestamp) for m in dup_msgs if sum(x.key == m.key for x in dup_msgs) > 1]
+    seq_twice = [(m.key, m.offset, m.timestamp) for m in seq if any(m.key == t[0] for t in twice)]
+    norm = asyncio.run(read_committed(s, "articles.normalized", expect=40, timeout=5, settle=1))
+    norm_twice = [(m.key, m.partition, m.offset) for m in norm if any(m.key == t[0] for t in twice)]
+    want = {short_hash(f"https://b.example/{i}").encode() for i in range(20)}
+    missing = want - {m.key for m in dup_msgs}
+    where = {
+        k: (
+            [m.offset for m in norm if m.key == k],
+            [m.offset for m in seq if m.key == k],
+            [m.offset for m in uniq if m.key == k],
+        )
+        for k in missing
+    }
+    skipped = [line for line in second.get("/metrics")[1].decode().splitlines() if "redeliveries_skipped" in line]
+    assert len(dups) == 20, (
+        f"emitted twice: {twice}; in the sequence: {seq_twice}; normalized: {norm_twice}; "
+        f"missing (normalized, sequenced, unique offsets): {where}; {skipped}"
+    )
+    assert {d["match"] for d in dups} == {"near"}
     assert len(uniq) == 20, "a copy after the restart was let through as new"

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.integration
 def test_seed_comes_out_clean_and_attributed(topics, worker_factory, seed_text):
     s = topics
     title = seed_text.splitlines()[0]
-    event = {"url": "https://aggregator.example.com/world/zelenskyy-land-cession?utm_source=feed&fbclid=x",
-             "title": title, "body": seed_text, "body_format": "text", "source": {"name": "Aggregator Example"}}
+    event = {
+        "url": "https://aggregator.example.com/world/zelenskyy-land-cession?utm_source=feed&fbclid=x",
+        "title": title,
+        "body": seed_text,
+        "body_format": "text",
+        "source": {"name": "Aggregator Example"},
+    }
     worker = worker_factory(s, stages="normalize,dedup")
     asyncio.run(send_all(s, "articles.raw", [(event["url"].encode(), orjson.dumps(event))]))
     worker.wait_ready()
@@ -36,15 +41,22 @@ def test_seed_comes_out_clean_and_attributed(topics, worker_factory, seed_text):
     paragraphs = [p for p in body if len(p) > 300]  # the six body paragraphs; the marks are all short lines
     assert len(paragraphs) == 6
     assert article["text"].split("\n\n") == paragraphs
-    assert article["dedup"] == {"cluster_id": article["article_id"], "revision_number": 1,
-                                "previous_revision": None, "is_update": False}
+    assert article["dedup"] == {
+        "cluster_id": article["article_id"],
+        "revision_number": 1,
+        "previous_revision": None,
+        "is_update": False,
+    }
 
 
 def test_replay_resends_rejected_events_once_the_cause_is_fixed(topics, worker_factory):
     s = topics
-    long_article = {"url": "https://long.example/report", "title": "A long report",
-                    "body": "\n\n".join(f"Paragraph {i} of a long report on harbour repairs." for i in range(80)),
-                    "source": {"name": "Long Reports"}}
+    long_article = {
+        "url": "https://long.example/report",
+        "title": "A long report",
+        "body": "\n\n".join(f"Paragraph {i} of a long report on harbour repairs." for i in range(80)),
+        "source": {"name": "Long Reports"},
+    }
     items = [(b"https://long.example/report", orjson.dumps(long_article)), (None, b"{broken")]
     strict = worker_factory(s, stages="normalize", STREAMS_MAX_EVENT_BYTES=1000)  # the cause: a limit too low
     asyncio.run(send_all(s, "articles.raw", items))
@@ -54,8 +66,13 @@ def test_replay_resends_rejected_events_once_the_cause_is_fixed(topics, worker_f
     strict.stop()
 
     relaxed = worker_factory(s, stages="normalize")  # the fix: the default limit
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "replay-rejected", "--reason", "too_large"],
-                         env=settings_env(s), capture_output=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay-rejected", "--reason", "too_large"],
+        env=settings_env(s),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert b"replayed 1;" in out.stdout and b"1 of other reasons" in out.stdout
     relaxed.wait_ready()
     [article] = values(asyncio.run(read_committed(s, "articles.normalized", expect=1, timeout=120, settle=2)))
