@@ -19,8 +19,8 @@ COPY README.md ./
 COPY streams ./streams
 COPY schemas ./schemas
 RUN pip install --no-deps .
-# streams.schemas reads the JSON Schemas from a schemas/ folder beside the installed package: put them
-# there when the wheel does not carry them, and fail the build (not the first event) if they are missing.
+# The wheel installs the JSON Schemas under <prefix>/share/article-streams/schemas, where streams.schemas
+# looks outside a checkout; copy them there if not, and fail the build (not the first event) if missing.
 # Run from / so that `import streams` finds the installed package, not the sources in /src.
 RUN cd / \
     && schema_dir="$(python -c 'import streams.schemas as s; print(s.SCHEMA_DIR)')" \
