@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import orjson
 import pytest
@@ -34,11 +35,16 @@ def test_two_workers_share_work_and_survive_losing_one(topics, worker_factory, t
         f"https://one.example/{i}" for i in range(150)
     )
 
-    owners = {}
-    for w, name in ((a, "a"), (b, "b")):
-        status, body = w.get("/metrics")
-        assert status == 200
-        owners[name] = [line for line in body.decode().splitlines() if line.startswith("streams_consumer_lag_records{")]
+    owners: dict[str, list[str]] = {}
+    deadline = time.monotonic() + 20  # the lag gauges follow the assignment within an export interval (2 s)
+    while time.monotonic() < deadline and not (owners.get("a") and owners.get("b")):
+        for w, name in ((a, "a"), (b, "b")):
+            status, body = w.get("/metrics")
+            assert status == 200
+            owners[name] = [
+                line for line in body.decode().splitlines() if line.startswith("streams_consumer_lag_records{")
+            ]
+        time.sleep(0.5)
     assert owners["a"] and owners["b"], "both workers should own partitions"
 
     a.kill()  # kill -9 the first worker; b must take over its partitions and, if it had it, the dedup state
