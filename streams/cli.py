@@ -18,7 +18,23 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns "no broker answers" into one sentence that says what to do, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from aiokafka.errors import KafkaConnectionError
+
+        try:
+            return super().invoke(ctx)
+        except KafkaConnectionError as exc:
+            bootstrap = Settings.from_env().kafka_bootstrap
+            raise click.ClickException(
+                f"no Kafka broker answers at {bootstrap} ({exc}): start the local one with `streams kafka start`"
+                " (or `make run`), or point STREAMS_KAFKA_BOOTSTRAP at your cluster"
+            ) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """article-streams: normalize, dedup, enrich and clear news articles on Kafka.
 

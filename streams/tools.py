@@ -44,6 +44,15 @@ def _lines(stream: BinaryIO) -> Iterable[bytes]:
             yield line
 
 
+async def _start(client: Any) -> None:
+    """Start an aiokafka client, closing it again when the broker cannot be reached."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+
+
 async def produce(
     settings: Settings,
     source: BinaryIO,
@@ -57,7 +66,7 @@ async def produce(
     name = topics.get(topic).physical(settings)
     report = ProduceReport()
     prod = producer(settings)
-    await prod.start()
+    await _start(prod)
     try:
         pending = []
         for n, line in enumerate(_lines(source), 1):
@@ -103,7 +112,7 @@ async def records(
         fetch_max_bytes=MAX_REQUEST * 2,
         client_id="article-streams-tail",
     )
-    await consumer.start()
+    await _start(consumer)
     try:
         parts = consumer.partitions_for_topic(name)
         if not parts:
@@ -177,7 +186,7 @@ async def replay_rejected(settings: Settings, *, reason: str | None = None, dry_
     report = ReplayReport()
     raw_topic = topics.RAW.physical(settings)
     prod = producer(settings)
-    await prod.start()
+    await _start(prod)
     try:
         async for msg in records(settings, "articles.rejected", from_beginning=True, until_end=True):
             rec = orjson.loads(msg.value)

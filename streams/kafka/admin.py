@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +52,35 @@ async def create_topics(settings: Settings) -> list[tuple[str, str]]:
                 if code not in (0, TOPIC_ALREADY_EXISTS):
                     raise RuntimeError(f"creating topic {nt.name} failed: error {code} {msg}")
                 result.append((nt.name, "created" if code == 0 else "exists"))
+        await _wait_until_served(client, {t.physical(settings): t.partition_count(settings) for t in topics.ALL})
         return sorted(result)
     finally:
         await client.close()
+
+
+async def _wait_until_served(client: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 60.0) -> None:
+    """Return once the broker's metadata shows every topic with all its partitions led.
+
+    The controller acknowledges CreateTopics before the broker's metadata cache has the topic: for the first
+    seconds after a broker starts, Metadata requests leave a just-created topic out. A producer or worker
+    started right after `streams topics create` would then fail or auto-create, so creation waits here.
+    """
+    deadline = time.monotonic() + timeout_s
+    missing: list[str] = list(wanted)
+    while True:
+        served = {
+            d["topic"]
+            for d in await client.describe_topics(list(wanted))
+            if d["error_code"] == 0
+            and len(d["partitions"]) == wanted[d["topic"]]
+            and all(p["leader"] >= 0 for p in d["partitions"])
+        }
+        missing = sorted(set(wanted) - served)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker does not serve these topics {timeout_s:.0f} s after creation: {missing}")
+        await asyncio.sleep(0.2)
 
 
 async def describe(settings: Settings) -> list[TopicState]:

@@ -95,3 +95,19 @@ def test_status_command_exits_nonzero_when_the_broker_does_not_answer(tmp_path, 
     monkeypatch.setenv("STREAMS_KAFKA_HOME", str(tmp_path))
     result = CliRunner().invoke(main, ["kafka", "status"])
     assert result.exit_code == 1 and "answers:  no" in result.output
+
+
+@pytest.mark.parametrize("args", [["topics", "list"], ["topics", "create"], ["tail", "articles.raw", "--max", "1"]])
+def test_commands_that_need_a_broker_say_how_to_get_one_instead_of_a_traceback(args, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    with socket.socket() as probe_sock:
+        probe_sock.bind(("127.0.0.1", 0))
+        port = probe_sock.getsockname()[1]
+    monkeypatch.setenv("STREAMS_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"no Kafka broker answers at 127.0.0.1:{port}" in result.output and "streams kafka start" in result.output
+    assert "Traceback" not in result.output
