@@ -85,7 +85,7 @@ def test_copy_arriving_on_another_partition_is_caught(topics, worker_factory):
     asyncio.run(send_all(s, "articles.raw", copies, partition=3))
     dups = asyncio.run(read_committed(s, "articles.duplicates", expect=8, timeout=60))
     # The copies really travelled on other partitions of articles.normalized than their originals.
-    normalized = asyncio.run(read_committed(s, "articles.normalized", expect=16, timeout=10, settle=0))
+    normalized = asyncio.run(read_committed(s, "articles.normalized", expect=16, timeout=30, settle=0))
     moved = sum(
         partition_of(s, normalized, short_hash(f"https://origin.example/{i}"))
         != partition_of(s, normalized, short_hash(f"https://copier.example/{i}"))
@@ -115,11 +115,11 @@ def test_copy_arriving_after_a_restart_is_caught(topics, worker_factory, tmp_pat
     second.wait_ready(timeout=120)
     dup_msgs = asyncio.run(read_committed(s, "articles.duplicates", expect=20, timeout=120))
     dups = values(dup_msgs)
-    uniq = asyncio.run(read_committed(s, "articles.unique", expect=20, timeout=5, settle=1))
-    seq = asyncio.run(read_committed(s, "articles.dedup-sequenced", expect=40, timeout=5, settle=1))
+    uniq = asyncio.run(read_committed(s, "articles.unique", expect=20, timeout=30, settle=1))
+    seq = asyncio.run(read_committed(s, "articles.dedup-sequenced", expect=40, timeout=30, settle=1))
     twice = [(m.key, m.partition, m.offset, m.timestamp) for m in dup_msgs if sum(x.key == m.key for x in dup_msgs) > 1]
     seq_twice = [(m.key, m.offset, m.timestamp) for m in seq if any(m.key == t[0] for t in twice)]
-    norm = asyncio.run(read_committed(s, "articles.normalized", expect=40, timeout=5, settle=1))
+    norm = asyncio.run(read_committed(s, "articles.normalized", expect=40, timeout=30, settle=1))
     norm_twice = [(m.key, m.partition, m.offset) for m in norm if any(m.key == t[0] for t in twice)]
     want = {short_hash(f"https://b.example/{i}").encode() for i in range(20)}
     missing = want - {m.key for m in dup_msgs}

@@ -246,4 +246,4 @@ def test_consumer_lag_returns_to_zero_once_everything_is_processed(topics, worke
         return f"{lag} stays above 0 with nothing left to process: {lagging}\n{context(prom, worker)}"
 
     # Everything is processed and committed (commit interval 0.5 s); the lag is exported every 2 s.
-    poll(lambda: scraped_value(prom, f"{lag} == 0"), timeout=10, what="the consumer lag panel to show 0", detail=detail)
+    poll(lambda: scraped_value(prom, f"{lag} == 0"), timeout=30, what="the consumer lag panel to show 0", detail=detail)
