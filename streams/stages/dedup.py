@@ -28,7 +28,9 @@ too, so C near B near A joins A's cluster, but ``duplicate_of`` always names A. 
 time (``published_at``, else ``ingested_at``) then ``source_priority`` (earlier in the tuple wins), and it is
 applied when the decision is made: when a copy matches several clusters, it joins the one whose canonical
 comes first in that order (then the higher similarity). Dedup cannot unpublish, so a copy that arrives later
-with an *earlier* event time, or with the same event time from a preferred source, is still the duplicate.
+with an *earlier* event time, or with the same event time from a preferred source, is still the duplicate;
+the reorder hold in front of this function (``streams.stages.reorder``) makes that rare by deciding articles
+that arrive close together in this same order.
 
 State. ``articles`` (article_id → entry) and ``content`` (revision → article_id) are injected mappings of
 JSON values (Faust tables in production, dicts in tests); an entry is about 0.9 KB (the 128-value signature
@@ -264,6 +266,11 @@ class DedupState:
     def rank(self, source_key: str) -> int:
         """Position of a source (source.id, else source.name) in source_priority; unlisted sources rank last."""
         return self._rank.get(source_key, len(self._rank))
+
+    def order_of(self, article: dict[str, Any], default_ms: int = 2**62) -> tuple[int, int]:
+        """Canonical order of an incoming article: (event time in ms, source rank); the reorder hold uses it.
+        Without a usable time the article sorts at `default_ms`."""
+        return (_event_ms(article, default_ms), self.rank(_source_key(article)))
 
     def observe(self, event_ms: int, now_ms: int) -> None:
         """Advances the watermark (the highest event time seen, never past the clock)."""

@@ -1,0 +1,122 @@
+"""The reorder hold in front of dedup's decisions: articles that reach the sequence close together are decided
+in event-time order, not arrival order.
+
+Why. A syndicated copy has its own URL, so it travels another partition of ``articles.normalized`` than its
+original, and the two can reach dedup's single sequence in either order. Dedup cannot unpublish, so whichever
+is decided first becomes the canonical. Holding each article for ``hold_ms`` after it reached the sequence
+and deciding the held ones in canonical order (event time, then source priority) makes the canonical the
+first by event time among every copy that arrived within the hold. A copy arriving later than that still
+becomes a duplicate of what was already published (the README says so).
+
+Rules:
+- An article is *due* once the watermark (the highest sequence timestamp seen, from articles or ticks) is at
+  least its arrival plus ``hold_ms``.
+- ``release(watermark)`` returns, in order, the shortest prefix of the held articles sorted by canonical order
+  that contains every due article: an article with an earlier event time that is held but not yet due is
+  decided before the due ones that sort after it (it is here already; waiting would only lose the order).
+- Per-article order never changes: the events of one article_id (a re-send, a revision) sort as one group, at
+  the place of the first of them that arrived, and keep their arrival order inside it.
+- Everything is a function of the record timestamps, never of the clock: replaying the log after a crash
+  releases the same articles in the same order.
+
+The held articles live in a Faust table (``key`` → ``{"article", "arrival_ms"}``, key = the zero-padded offset
+in the sequence), so a crash loses nothing; this class is the in-memory order over them, rebuilt from the
+table after recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(order=True)
+class Held:
+    """One held article; sorts by arrival (then key, unique per sequence offset)."""
+
+    arrival_ms: int
+    key: str
+    article: dict[str, Any] = field(compare=False)
+    order: tuple[int, int] = field(compare=False, default=(0, 0))  # (event ms, source rank), computed once
+
+
+def sequence_key(offset: int) -> str:
+    """The hold table's key for the record at `offset` of the sequence: sorts like the offsets."""
+    return f"{offset:020d}"
+
+
+class ReorderHold:
+    """Held articles and the order they are released in. `order_of(article)` gives the canonical order
+    (event time in ms, source rank): dedup's own, so that the hold and the decision agree."""
+
+    def __init__(self, hold_ms: int, order_of: Callable[[dict[str, Any]], tuple[int, int]]) -> None:
+        if hold_ms < 0:
+            raise ValueError(f"the reorder hold must be >= 0 ms, got {hold_ms}")
+        self.hold_ms = hold_ms
+        self._order_of = order_of
+        self._held: dict[str, Held] = {}
+        self._oldest_ms: int | None = None  # the earliest arrival held
+        self.watermark_ms: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, key: str, article: dict[str, Any], arrival_ms: int) -> None:
+        self._held[key] = Held(arrival_ms, key, article, self._order_of(article))
+        self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
+        self.observe(arrival_ms)
+
+    def observe(self, timestamp_ms: int) -> None:
+        """Advances the watermark (a sequence record's timestamp: an article's or a tick's)."""
+        if self.watermark_ms is None or timestamp_ms > self.watermark_ms:
+            self.watermark_ms = timestamp_ms
+
+    def oldest_arrival_ms(self) -> int | None:
+        return self._oldest_ms
+
+    def ordered(self) -> list[Held]:
+        """Every held article in release order (canonical order, one article_id's events kept together)."""
+        by_arrival = sorted(self._held.values())
+        group_rank: dict[str, tuple[int, int, int, str]] = {}
+        for h in by_arrival:
+            aid = str(h.article.get("article_id", h.key))
+            if aid not in group_rank:
+                group_rank[aid] = (*h.order, h.arrival_ms, h.key)
+        return sorted(by_arrival, key=lambda h: (group_rank[str(h.article.get("article_id", h.key))], h))
+
+    def release(self) -> list[Held]:
+        """Remove and return, in order, what is due at the current watermark (see the module's rules)."""
+        if self._oldest_ms is None or self.watermark_ms is None:
+            return []
+        limit = self.watermark_ms - self.hold_ms
+        if self._oldest_ms > limit:  # nothing due: the common case costs O(1)
+            return []
+        ordered = self.ordered()
+        last_due = max((i for i, h in enumerate(ordered) if h.arrival_ms <= limit), default=-1)
+        out = ordered[: last_due + 1]
+        for h in out:
+            del self._held[h.key]
+        self._oldest_ms = min((h.arrival_ms for h in self._held.values()), default=None)
+        return out
+
+    def reorders(self, released: Iterable[Held]) -> int:
+        """How many of `released` are decided before an article that reached the sequence earlier."""
+        count, latest = 0, -1
+        for h in released:
+            if h.arrival_ms < latest:
+                count += 1
+            latest = max(latest, h.arrival_ms)
+        return count
+
+    def rebuild(self, table: Iterable[tuple[str, Any]]) -> int:
+        """Re-reads the held articles from the hold table after a recovery; returns how many are held."""
+        self._held.clear()
+        self._oldest_ms = None
+        for key, value in table:
+            if isinstance(value, dict) and isinstance(value.get("article"), dict):
+                arrival_ms = int(value.get("arrival_ms") or 0)
+                self._held[key] = Held(arrival_ms, key, value["article"], self._order_of(value["article"]))
+                self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
+        # the watermark starts again from the next sequence record; held articles are never released early
+        return len(self._held)
