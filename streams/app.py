@@ -63,6 +63,7 @@ class Pipeline:
         )
         self._register_events()
         self.observability = Observability(self)  # started by the Faust worker beside the app
+        self.services: list[Any] = [self.observability]  # every service the worker runs beside the app
         for name in self.stages:
             _load(STAGE_MODULES[name])(self)
 

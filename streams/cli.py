@@ -197,7 +197,7 @@ def worker(stages: str | None) -> None:
         raise click.UsageError(str(exc)) from exc
     faust.Worker(
         pipeline.app,
-        pipeline.observability,
+        *pipeline.services,
         loglevel=s.log_level.upper(),
         logging_config=logging_config(s.log_level, s.log_format),
         redirect_stdouts=False,

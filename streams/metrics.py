@@ -84,6 +84,16 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.dedup_held = Gauge(
+            "streams_dedup_held_articles",
+            "Articles waiting in dedup's reorder hold to be decided in event-time order.",
+            registry=r,
+        )
+        self.dedup_reordered = Counter(
+            "streams_dedup_reordered_total",
+            "Articles the reorder hold decided after one that reached dedup later but was published earlier.",
+            registry=r,
+        )
         self.recovery_remaining = Gauge(
             "streams_state_recovery_records_remaining",
             "Changelog records still to replay before a table is recovered.",

@@ -14,12 +14,15 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from streams import eos
+from mode import Service
+
+from streams import eos, topics
 from streams.agents.common import seconds_since_ms, utcnow
 from streams.codec import dumps, loads
 from streams.logs import event
 from streams.outcomes import Duplicate, Unique
 from streams.stages.dedup import DedupConfig, DedupState, dedup, expire
+from streams.stages.reorder import ReorderHold, sequence_key
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -37,7 +40,18 @@ def register(p: Pipeline) -> None:
     articles = app.Table("dedup-articles", partitions=1, help="article_id -> dedup entry (signature, revision)")
     content = app.Table("dedup-content", partitions=1, help="revision (text hash) -> article_id")
     p.tables.update({"dedup-articles": articles, "dedup-content": content})
-    holder: dict[str, Any] = {"state": None, "evictions": {"window": 0, "capacity": 0}}
+    holder: dict[str, Any] = {"state": None, "hold": None, "evictions": {"window": 0, "capacity": 0}}
+    hold_ms = int(round(s.dedup_reorder_seconds * 1000))
+    held: Any = None
+    if hold_ms > 0:
+        held = app.Table(
+            "dedup-held",
+            partitions=1,
+            help="sequence offset -> article waiting in the reorder hold",
+            extra_topic_configs={"max.message.bytes": str(topics.get("articles.dedup-sequenced").max_message_bytes)},
+        )
+        p.tables["dedup-held"] = held
+        p.services.append(HoldTicker(p, holder_due=lambda now_ms: _tick_due(holder, hold_ms, now_ms)))
     m.prime(STAGE, outcomes=("unique", "update", "duplicate"))
     for match in MATCHES:
         m.duplicates.labels(match)
@@ -58,6 +72,11 @@ def register(p: Pipeline) -> None:
         current = DedupState(config, articles, content)
         count = current.rebuild()
         holder["evictions"] = dict(current.evictions)
+        if held is not None:
+            hold = ReorderHold(hold_ms, current.order_of)
+            waiting = hold.rebuild(held.items())
+            holder["hold"] = hold
+            m.dedup_held.set(waiting)
         event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
         return current
 
@@ -66,7 +85,7 @@ def register(p: Pipeline) -> None:
         # Faust awaits this after every recovery (start, rebalance, take-over) and before it resumes the
         # partitions, so the index is whole before the first decision. In a thread, so that /metrics and
         # /ready stay responsive (23 s for 1M articles, BENCHMARKS.md); /ready says 503 until it is done.
-        holder["state"] = None
+        holder["state"] = holder["hold"] = None
         current = await asyncio.to_thread(rebuilt)
         holder["state"] = current
         _export_index(current)
@@ -79,6 +98,31 @@ def register(p: Pipeline) -> None:
             current = holder["state"] = rebuilt()
         return current
 
+    async def decide(article: dict[str, Any], st: DedupState) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = dedup(article, state=st, now=utcnow())
+        except Exception:  # a bug must not stop the stage: let the article through, count it
+            log.exception("dedup failed on %s", article.get("article_id"))
+            m.stage_errors.labels(STAGE).inc()
+            outcome = Unique(article)
+        if isinstance(outcome, Duplicate):
+            rec = outcome.record
+            await duplicates.send(key=rec["article_id"].encode(), value=dumps(rec))
+            m.events_out.labels(STAGE, "duplicate").inc()
+            m.duplicates.labels(rec["match"]).inc()
+        else:
+            out = outcome.article
+            await unique.send(key=out["article_id"].encode(), value=dumps(out))
+            is_update = bool(out.get("dedup", {}).get("is_update"))
+            m.events_out.labels(STAGE, "update" if is_update else "unique").inc()
+        expire(st)
+        _export_index(st)
+        latency = seconds_since_ms((article.get("origin") or {}).get("timestamp_ms"))
+        if latency is not None:
+            m.end_to_end_seconds.labels(STAGE).observe(latency)
+        m.processing_seconds.labels(STAGE).observe(time.perf_counter() - started)
+
     @app.agent(sequenced, name=f"{s.topic_prefix}dedup")
     async def dedup_agent(stream: Any) -> None:
         async for ev in stream.events():
@@ -86,32 +130,31 @@ def register(p: Pipeline) -> None:
                 if skip:
                     m.redeliveries_skipped.labels(STAGE, skip).inc()
                     continue
-                started = time.perf_counter()
-                m.events_in.labels(STAGE).inc()
-                article = loads(ev.message.value)
+                value = loads(ev.message.value)
                 st = state()
-                try:
-                    outcome = dedup(article, state=st, now=utcnow())
-                except Exception:  # a bug must not stop the stage: let the article through, count it
-                    log.exception("dedup failed on %s", article.get("article_id"))
-                    m.stage_errors.labels(STAGE).inc()
-                    outcome = Unique(article)
-                if isinstance(outcome, Duplicate):
-                    rec = outcome.record
-                    await duplicates.send(key=rec["article_id"].encode(), value=dumps(rec))
-                    m.events_out.labels(STAGE, "duplicate").inc()
-                    m.duplicates.labels(rec["match"]).inc()
+                tick = is_tick(ev.message.key, value)
+                if not tick:
+                    m.events_in.labels(STAGE).inc()
+                hold: ReorderHold | None = holder["hold"]
+                if hold is None:  # no reorder hold: decide on arrival
+                    if not tick:
+                        await decide(value, st)
+                    continue
+                # The record's timestamp, not the clock, drives the hold: a replay releases the same way.
+                stamp_ms = int(ev.message.timestamp * 1000)
+                if tick:
+                    hold.observe(stamp_ms)
                 else:
-                    out = outcome.article
-                    await unique.send(key=out["article_id"].encode(), value=dumps(out))
-                    is_update = bool(out.get("dedup", {}).get("is_update"))
-                    m.events_out.labels(STAGE, "update" if is_update else "unique").inc()
-                expire(st)
-                _export_index(st)
-                latency = seconds_since_ms((article.get("origin") or {}).get("timestamp_ms"))
-                if latency is not None:
-                    m.end_to_end_seconds.labels(STAGE).observe(latency)
-                m.processing_seconds.labels(STAGE).observe(time.perf_counter() - started)
+                    key = sequence_key(ev.message.offset)
+                    held[key] = {"article": value, "arrival_ms": stamp_ms}
+                    hold.add(key, value, stamp_ms)
+                released = hold.release()
+                if released:
+                    m.dedup_reordered.inc(hold.reorders(released))
+                for h in released:
+                    await decide(h.article, st)
+                    del held[h.key]
+                m.dedup_held.set(len(hold))
 
     def _export_index(st: DedupState) -> None:
         m.dedup_index_articles.set(st.size())
@@ -126,4 +169,74 @@ def register(p: Pipeline) -> None:
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         # The tables may move to another worker; the in-memory index is rebuilt from them on the next event.
         if any(tp.topic == sequenced.get_topic_name() for tp in revoked):
-            holder["state"] = None
+            holder["state"] = holder["hold"] = None
+
+
+TICK_KEY = b"\x00reorder-hold-tick"
+
+
+def is_tick(key: bytes | None, value: Any) -> bool:
+    """Whether a record of the sequence is a tick of the reorder hold rather than an article."""
+    return key == TICK_KEY and isinstance(value, dict) and "tick_ms" in value
+
+
+def _tick_due(holder: dict[str, Any], hold_ms: int, now_ms: int) -> bool:
+    """A tick is needed when a held article is due by the clock but no record has moved the watermark there."""
+    hold: ReorderHold | None = holder.get("hold")
+    if hold is None or not len(hold):
+        return False
+    oldest = hold.oldest_arrival_ms()
+    if oldest is None:
+        return False
+    due_at = oldest + hold_ms
+    return now_ms >= due_at and (hold.watermark_ms is None or hold.watermark_ms < due_at)
+
+
+class HoldTicker(Service):
+    """Sends a tick into the sequence when held articles are due and no article arrives to release them.
+
+    Releases happen inside the dedup agent, in the transaction of the record it processes, so that the
+    decisions and the hold table's deletions commit together. On a quiet topic nothing would come to
+    release the last held articles; the tick is that record. It is sent without a transaction (it carries
+    no data; a duplicated tick changes nothing) at most once per interval, only by the worker that holds the
+    dedup partition, and only while something is due.
+    """
+
+    def __init__(self, pipeline: Pipeline, holder_due: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = pipeline.settings
+        self.due = holder_due
+        self.interval = max(0.1, min(1.0, self.settings.dedup_reorder_seconds / 2))
+        self._producer: Any = None
+
+    async def on_stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @Service.task
+    async def _ticks(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.interval)
+            try:
+                if self.due(int(time.time() * 1000)):
+                    await self._send()
+            except Exception:  # the broker may be away for a moment; the next interval tries again
+                log.warning("reorder hold tick failed", exc_info=True)
+
+    async def _send(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap, acks="all", client_id="article-streams-hold-tick"
+            )
+            await producer.start()
+            self._producer = producer
+        now_ms = int(time.time() * 1000)
+        await self._producer.send_and_wait(
+            self.settings.topic("articles.dedup-sequenced"),
+            key=TICK_KEY,
+            value=dumps({"tick_ms": now_ms}),
+            partition=0,
+            timestamp_ms=now_ms,
+        )
