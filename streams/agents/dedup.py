@@ -4,7 +4,8 @@ Why a sequenced topic: a syndicated or near copy of an article can arrive on any
 articles.normalized (it is keyed by its own article_id). Forwarding every article, key unchanged, into one
 partition puts all of them in one order before one dedup state, so a copy is caught whichever partition or
 worker it came through. Per-article order survives (one key always comes from one source partition). The
-state is two Faust tables on that partition, with changelogs (and a standby replica on a second worker).
+state is three Faust tables on that partition (entries, content hashes, the reorder hold), with changelogs
+(and a standby replica on a second worker).
 """
 
 from __future__ import annotations
