@@ -43,16 +43,15 @@ def register(p: Pipeline) -> None:
     p.tables.update({"dedup-articles": articles, "dedup-content": content})
     holder: dict[str, Any] = {"state": None, "hold": None, "evictions": {"window": 0, "capacity": 0}}
     hold_ms = int(round(s.dedup_reorder_seconds * 1000))
-    held: Any = None
-    if hold_ms > 0:
-        held = app.Table(
-            "dedup-held",
-            partitions=1,
-            help="sequence offset -> article waiting in the reorder hold",
-            extra_topic_configs={"max.message.bytes": str(topics.get("articles.dedup-sequenced").max_message_bytes)},
-        )
-        p.tables["dedup-held"] = held
-        p.services.append(HoldTicker(p, holder_due=lambda now_ms: _tick_due(holder, hold_ms, now_ms)))
+    # Declared even with the hold off (0): articles held under an earlier setting are then still released.
+    held = app.Table(
+        "dedup-held",
+        partitions=1,
+        help="sequence offset -> article waiting in the reorder hold",
+        extra_topic_configs={"max.message.bytes": str(topics.get("articles.dedup-sequenced").max_message_bytes)},
+    )
+    p.tables["dedup-held"] = held
+    p.services.append(HoldTicker(p, holder_due=lambda now_ms: _tick_due(holder, hold_ms, now_ms)))
     m.prime(STAGE, outcomes=("unique", "update", "duplicate"))
     for match in MATCHES:
         m.duplicates.labels(match)
@@ -73,11 +72,9 @@ def register(p: Pipeline) -> None:
         current = DedupState(config, articles, content)
         count = current.rebuild()
         holder["evictions"] = dict(current.evictions)
-        if held is not None:
-            hold = ReorderHold(hold_ms, current.order_of)
-            waiting = hold.rebuild(held.items())
-            holder["hold"] = hold
-            m.dedup_held.set(waiting)
+        hold = ReorderHold(hold_ms, current.order_of)
+        m.dedup_held.set(hold.rebuild(held.items()))
+        holder["hold"] = hold
         event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
         return current
 
@@ -136,10 +133,9 @@ def register(p: Pipeline) -> None:
                 tick = is_tick(ev.message.key, value)
                 if not tick:
                     m.events_in.labels(STAGE).inc()
-                hold: ReorderHold | None = holder["hold"]
-                if hold is None:  # no reorder hold: decide on arrival
-                    if not tick:
-                        await decide(value, st)
+                hold: ReorderHold = holder["hold"]
+                if not tick and hold_ms == 0 and not len(hold):  # the hold is off: decide on arrival
+                    await decide(value, st)
                     continue
                 # The record's timestamp, not the clock, drives the hold: a replay releases the same way.
                 stamp_ms = int(ev.message.timestamp * 1000)
@@ -207,7 +203,7 @@ class HoldTicker(Service):
         super().__init__(**kwargs)
         self.settings = pipeline.settings
         self.due = holder_due
-        self.interval = max(0.1, min(1.0, self.settings.dedup_reorder_seconds / 2))
+        self.interval = min(1.0, max(0.25, self.settings.dedup_reorder_seconds / 2))
         self._producer: Any = None
 
     async def on_stop(self) -> None:
