@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.codec import rfc3339
-from streams.kafka.admin import create_topics
+from streams.kafka.admin import create_topics, wait_until_served
 from streams.settings import Settings
 
 MB = 1024 * 1024
@@ -346,6 +346,7 @@ async def create_plain_topics(settings: Settings, topics: list[tuple[str, int]])
     try:
         config = {"max.message.bytes": str(10 * MB)}  # as articles.raw
         await admin.create_topics([NewTopic(t, p, settings.topic_replication, topic_configs=config) for t, p in topics])
+        await wait_until_served(admin, dict(topics))
     finally:
         await admin.close()
 

@@ -52,13 +52,13 @@ async def create_topics(settings: Settings) -> list[tuple[str, str]]:
                 if code not in (0, TOPIC_ALREADY_EXISTS):
                     raise RuntimeError(f"creating topic {nt.name} failed: error {code} {msg}")
                 result.append((nt.name, "created" if code == 0 else "exists"))
-        await _wait_until_served(client, {t.physical(settings): t.partition_count(settings) for t in topics.ALL})
+        await wait_until_served(client, {t.physical(settings): t.partition_count(settings) for t in topics.ALL})
         return sorted(result)
     finally:
         await client.close()
 
 
-async def _wait_until_served(client: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 60.0) -> None:
+async def wait_until_served(client: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 60.0) -> None:
     """Return once the broker's metadata shows every topic with all its partitions led.
 
     The controller acknowledges CreateTopics before the broker's metadata cache has the topic: for the first

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.kafka.admin import wait_until_served
 from tests.integration.conftest import read_committed, send_all, settings_env
 
 APP = Path(__file__).with_name("eos_app.py")
@@ -22,6 +23,7 @@ async def _make_topics(settings, names):
     await admin.start()
     try:
         await admin.create_topics([NewTopic(settings.topic(n), 4, 1) for n in names])
+        await wait_until_served(admin, {settings.topic(n): 4 for n in names})
     finally:
         await admin.close()
 
