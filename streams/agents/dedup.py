@@ -15,6 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from faust.types import TP
 from mode import Service
 
 from streams import eos, topics
@@ -51,7 +52,18 @@ def register(p: Pipeline) -> None:
         extra_topic_configs={"max.message.bytes": str(topics.get("articles.dedup-sequenced").max_message_bytes)},
     )
     p.tables["dedup-held"] = held
-    p.services.append(HoldTicker(p, holder_due=lambda now_ms: _tick_due(holder, hold_ms, now_ms)))
+
+    def owns_sequence() -> bool:
+        """Whether this worker actively processes the sequence (a standby rebuilds a hold it never releases)."""
+        try:
+            return TP(sequenced.get_topic_name(), 0) in app.assignor.assigned_actives()
+        except Exception:  # before the first assignment
+            return False
+
+    p.services.append(
+        HoldTicker(p, due=lambda now_ms, slack_ms: owns_sequence() and _tick_due(holder["hold"], now_ms, slack_ms))
+    )
+
     m.prime(STAGE, outcomes=("unique", "update", "duplicate"))
     for match in MATCHES:
         m.duplicates.labels(match)
@@ -177,16 +189,17 @@ def is_tick(key: bytes | None, value: Any) -> bool:
     return key == TICK_KEY and isinstance(value, dict) and "tick_ms" in value
 
 
-def _tick_due(holder: dict[str, Any], hold_ms: int, now_ms: int) -> bool:
-    """A tick is needed when a held article is due by the clock but no record has moved the watermark there."""
-    hold: ReorderHold | None = holder.get("hold")
+def _tick_due(hold: ReorderHold | None, now_ms: int, slack_ms: int) -> bool:
+    """A tick is needed while articles are held, the oldest is due by the clock, and no record has brought the
+    watermark near the clock (on a busy sequence the articles themselves move it; ticks are for quiet ones).
+    Ticks continue once per interval until the hold is empty: an article due may still wait for one that
+    sorts before it."""
     if hold is None or not len(hold):
         return False
     oldest = hold.oldest_arrival_ms()
-    if oldest is None:
+    if oldest is None or now_ms < oldest + hold.hold_ms:
         return False
-    due_at = oldest + hold_ms
-    return now_ms >= due_at and (hold.watermark_ms is None or hold.watermark_ms < due_at)
+    return hold.watermark_ms is None or hold.watermark_ms < now_ms - slack_ms
 
 
 class HoldTicker(Service):
@@ -199,11 +212,12 @@ class HoldTicker(Service):
     dedup partition, and only while something is due.
     """
 
-    def __init__(self, pipeline: Pipeline, holder_due: Any, **kwargs: Any) -> None:
+    def __init__(self, pipeline: Pipeline, due: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = pipeline.settings
-        self.due = holder_due
+        self.due = due
         self.interval = min(1.0, max(0.25, self.settings.dedup_reorder_seconds / 2))
+        self.interval_ms = int(self.interval * 1000)
         self._producer: Any = None
 
     async def on_stop(self) -> None:
@@ -215,7 +229,7 @@ class HoldTicker(Service):
         while not self.should_stop:
             await self.sleep(self.interval)
             try:
-                if self.due(int(time.time() * 1000)):
+                if self.due(int(time.time() * 1000), self.interval_ms):
                     await self._send()
             except Exception:  # the broker may be away for a moment; the next interval tries again
                 log.warning("reorder hold tick failed", exc_info=True)

@@ -5,19 +5,24 @@ Why. A syndicated copy has its own URL, so it travels another partition of ``art
 original, and the two can reach dedup's single sequence in either order. Dedup cannot unpublish, so whichever
 is decided first becomes the canonical. Holding each article for ``hold_ms`` after it reached the sequence
 and deciding the held ones in canonical order (event time, then source priority) makes the canonical the
-first by event time among every copy that arrived within the hold. A copy arriving later than that still
-becomes a duplicate of what was already published (the README says so).
+first by event time among copies that arrive within the hold of each other. A copy arriving later than
+that still becomes a duplicate of what was already published (the README says so).
 
-Rules:
+Rules (held articles sorted in canonical order):
 - An article is *due* once the watermark (the highest sequence timestamp seen, from articles or ticks) is at
   least its arrival plus ``hold_ms``.
-- ``release(watermark)`` returns, in order, the shortest prefix of the held articles sorted by canonical order
-  that contains every due article: an article with an earlier event time that is held but not yet due is
-  decided before the due ones that sort after it (it is here already; waiting would only lose the order).
-- Per-article order never changes: the events of one article_id (a re-send, a revision) sort as one group, at
-  the place of the first of them that arrived, and keep their arrival order inside it.
-- Everything is a function of the record timestamps, never of the clock: replaying the log after a crash
-  releases the same articles in the same order.
+- ``release()`` returns the longest prefix of the sorted held articles that are all due: an article leaves
+  only when it has waited the whole hold *and* nothing held before it in canonical order is still waiting.
+  So of two copies that arrive within the hold of each other, the later-published one cannot leave before
+  the earlier-published one is here, and then it leaves after it.
+- Bounded wait: an article due for ``max_wait_ms`` (default twice the hold) leaves whatever sorts before it,
+  taking those along first; without this, a steady flow of articles published earlier would hold a fresh one
+  back indefinitely. Only there can the order above give way, and only for articles that waited that long.
+- Per-article order never changes: the events of one article_id (a re-send, a revision) sort as one group,
+  at the place of the first of them in the sequence, and keep their sequence order inside it. Sequence order
+  is the offset (the key), not the timestamp, which comes from whichever worker forwarded the record.
+- Everything is a function of the records (offsets, timestamps), never of the clock: replaying the log after
+  a crash releases the same articles in the same order.
 
 The held articles live in a Faust table (``key`` → ``{"article", "arrival_ms"}``, key = the zero-padded offset
 in the sequence), so a crash loses nothing; this class is the in-memory order over them, rebuilt from the
@@ -33,10 +38,10 @@ from typing import Any
 
 @dataclass(order=True)
 class Held:
-    """One held article; sorts by arrival (then key, unique per sequence offset)."""
+    """One held article; sorts by its key, i.e. its offset in the sequence."""
 
-    arrival_ms: int
     key: str
+    arrival_ms: int = field(compare=False)
     article: dict[str, Any] = field(compare=False)
     order: tuple[int, int] = field(compare=False, default=(0, 0))  # (event ms, source rank), computed once
 
@@ -50,10 +55,13 @@ class ReorderHold:
     """Held articles and the order they are released in. `order_of(article)` gives the canonical order
     (event time in ms, source rank): dedup's own, so that the hold and the decision agree."""
 
-    def __init__(self, hold_ms: int, order_of: Callable[[dict[str, Any]], tuple[int, int]]) -> None:
+    def __init__(
+        self, hold_ms: int, order_of: Callable[[dict[str, Any]], tuple[int, int]], max_wait_ms: int | None = None
+    ) -> None:
         if hold_ms < 0:
             raise ValueError(f"the reorder hold must be >= 0 ms, got {hold_ms}")
         self.hold_ms = hold_ms
+        self.max_wait_ms = 2 * hold_ms if max_wait_ms is None else max(max_wait_ms, hold_ms)
         self._order_of = order_of
         self._held: dict[str, Held] = {}
         self._oldest_ms: int | None = None  # the earliest arrival held
@@ -63,7 +71,7 @@ class ReorderHold:
         return len(self._held)
 
     def add(self, key: str, article: dict[str, Any], arrival_ms: int) -> None:
-        self._held[key] = Held(arrival_ms, key, article, self._order_of(article))
+        self._held[key] = Held(key, arrival_ms, article, self._order_of(article))
         self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
         self.observe(arrival_ms)
 
@@ -77,36 +85,41 @@ class ReorderHold:
 
     def ordered(self) -> list[Held]:
         """Every held article in release order (canonical order, one article_id's events kept together)."""
-        by_arrival = sorted(self._held.values())
-        group_rank: dict[str, tuple[int, int, int, str]] = {}
-        for h in by_arrival:
+        in_sequence = sorted(self._held.values())
+        group_rank: dict[str, tuple[int, int, str]] = {}
+        for h in in_sequence:
             aid = str(h.article.get("article_id", h.key))
             if aid not in group_rank:
-                group_rank[aid] = (*h.order, h.arrival_ms, h.key)
-        return sorted(by_arrival, key=lambda h: (group_rank[str(h.article.get("article_id", h.key))], h))
+                group_rank[aid] = (*h.order, h.key)
+        return sorted(in_sequence, key=lambda h: (group_rank[str(h.article.get("article_id", h.key))], h))
 
     def release(self) -> list[Held]:
-        """Remove and return, in order, what is due at the current watermark (see the module's rules)."""
+        """Remove and return, in order, what may leave at the current watermark (see the module's rules)."""
         if self._oldest_ms is None or self.watermark_ms is None:
             return []
-        limit = self.watermark_ms - self.hold_ms
-        if self._oldest_ms > limit:  # nothing due: the common case costs O(1)
+        due_limit = self.watermark_ms - self.hold_ms
+        if self._oldest_ms > due_limit:  # nothing due: the common case costs O(1)
             return []
+        forced_limit = self.watermark_ms - self.max_wait_ms
         ordered = self.ordered()
-        last_due = max((i for i, h in enumerate(ordered) if h.arrival_ms <= limit), default=-1)
-        out = ordered[: last_due + 1]
+        cut = 0
+        while cut < len(ordered) and ordered[cut].arrival_ms <= due_limit:
+            cut += 1
+        if self._oldest_ms <= forced_limit:
+            cut = max(cut, 1 + max(i for i, h in enumerate(ordered) if h.arrival_ms <= forced_limit))
+        out = ordered[:cut]
         for h in out:
             del self._held[h.key]
         self._oldest_ms = min((h.arrival_ms for h in self._held.values()), default=None)
         return out
 
     def reorders(self, released: Iterable[Held]) -> int:
-        """How many of `released` are decided before an article that reached the sequence earlier."""
-        count, latest = 0, -1
+        """How many of `released` are decided after an article that reached the sequence later than them."""
+        count, latest = 0, ""
         for h in released:
-            if h.arrival_ms < latest:
+            if h.key < latest:
                 count += 1
-            latest = max(latest, h.arrival_ms)
+            latest = max(latest, h.key)
         return count
 
     def rebuild(self, table: Iterable[tuple[str, Any]]) -> int:
@@ -116,7 +129,7 @@ class ReorderHold:
         for key, value in table:
             if isinstance(value, dict) and isinstance(value.get("article"), dict):
                 arrival_ms = int(value.get("arrival_ms") or 0)
-                self._held[key] = Held(arrival_ms, key, value["article"], self._order_of(value["article"]))
+                self._held[key] = Held(key, arrival_ms, value["article"], self._order_of(value["article"]))
                 self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
         # the watermark starts again from the next sequence record; held articles are never released early
         return len(self._held)

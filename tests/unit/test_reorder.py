@@ -45,6 +45,8 @@ def test_a_copy_published_earlier_but_arriving_later_is_decided_first_and_become
     hold.add(sequence_key(0), original, 10_000)
     hold.add(sequence_key(1), late_copy, 10_700)  # overtaken on another partition, arrives 0.7 s later
     hold.observe(12_000)
+    assert hold.release() == []  # the original is due, but the copy published before it is still held
+    hold.observe(12_700)
     released = hold.release()
     assert ids(released) == ["https://wire.example/story", "https://origin.example/story"]
     assert hold.reorders(released) == 1
@@ -62,14 +64,47 @@ def test_without_the_hold_the_first_to_arrive_would_have_been_the_canonical():
     assert second.record["duplicate_of"] == original["article_id"]
 
 
-def test_an_earlier_article_that_is_not_yet_due_still_goes_before_due_ones_that_sort_after_it():
+def test_a_due_article_waits_for_an_earlier_published_one_still_in_its_hold():
     hold = hold_for(make_state())
     later = f.article(1, url="https://a.example/later", published_at=f.T0)
     earlier = f.article(2, url="https://b.example/earlier", published_at=f.T0 - timedelta(minutes=5))
     hold.add(sequence_key(0), later, 10_000)
     hold.add(sequence_key(1), earlier, 11_500)
-    hold.observe(12_000)  # only `later` is due; `earlier` is here already and sorts before it
+    hold.observe(12_000)  # `later` is due, `earlier` sorts before it and has waited only 0.5 s
+    assert hold.release() == []
+    hold.observe(13_500)
     assert ids(hold.release()) == ["https://b.example/earlier", "https://a.example/later"]
+
+
+def test_a_due_article_never_pulls_an_earlier_published_one_out_of_its_hold_before_its_copy_arrives():
+    state = make_state()
+    other = f.article(3, url="https://c.example/other", published_at=f.T0 + timedelta(hours=1))
+    original = f.article(1, url="https://origin.example/story", published_at=f.T0)
+    late_copy = f.copy_of(original, url="https://wire.example/story", published_at=f.T0 - timedelta(hours=1))
+    hold = hold_for(state)
+    hold.add(sequence_key(0), other, 8_100)  # unrelated, published later, due at 10,100
+    hold.add(sequence_key(1), original, 10_000)
+    hold.observe(10_100)
+    assert hold.release() == []  # `other` is due but the original, sorting before it, keeps its whole hold
+    hold.add(sequence_key(2), late_copy, 10_600)
+    hold.observe(12_600)
+    released = ids(hold.release())
+    assert released == ["https://wire.example/story", "https://origin.example/story", "https://c.example/other"]
+
+
+def test_the_wait_is_bounded_when_earlier_published_articles_keep_arriving():
+    hold = ReorderHold(HOLD, make_state().order_of, max_wait_ms=5_000)
+    fresh = f.article(1, url="https://fresh.example/now", published_at=f.T0 + timedelta(days=1))
+    hold.add(sequence_key(0), fresh, 10_000)
+    for i in range(1, 40):  # one every 250 ms, each published before the fresh one
+        hold.add(
+            sequence_key(i), f.article(100 + i, url=f"https://old.example/{i}", published_at=f.T0), 10_000 + 250 * i
+        )
+        released = ids(hold.release())
+        if "https://fresh.example/now" in released:
+            break
+    assert hold.watermark_ms == 15_000, "the fresh article left before it had waited max_wait, or never"
+    assert released[-1] == "https://fresh.example/now"  # what sorts before it went first
 
 
 def test_a_due_article_does_not_pull_along_held_ones_that_sort_after_it():
@@ -94,7 +129,7 @@ def test_ties_on_event_time_go_to_the_preferred_source():
     assert ids(hold.release()) == ["https://agency.example/x", "https://paper.example/x"]
 
 
-def test_events_of_one_article_keep_their_arrival_order_whatever_their_times():
+def test_events_of_one_article_keep_their_sequence_order_whatever_their_times():
     hold = hold_for(make_state())
     v1 = f.article(1, url="https://a.example/story", published_at=f.T0)
     v2 = f.revised(v1, "A corrected text that replaces the whole story.")
@@ -112,6 +147,16 @@ def test_events_of_one_article_keep_their_arrival_order_whatever_their_times():
     ]
 
 
+def test_one_articles_events_follow_the_offsets_even_when_a_forwarder_clock_is_behind():
+    hold = hold_for(make_state())
+    v1 = f.article(1, url="https://a.example/story", published_at=f.T0)
+    v2 = f.revised(v1, "A corrected text that replaces the whole story.")
+    hold.add(sequence_key(0), v1, 10_000)
+    hold.add(sequence_key(1), v2, 9_700)  # forwarded by a worker whose clock runs 300 ms behind
+    hold.observe(20_000)
+    assert [h.article["revision"] for h in hold.release()] == [v1["revision"], v2["revision"]]
+
+
 def test_rebuild_from_the_table_keeps_everything_held_and_releases_it_in_the_same_order():
     state = make_state()
     original = f.article(1, url="https://origin.example/story", published_at=f.T0)
@@ -124,7 +169,7 @@ def test_rebuild_from_the_table_keeps_everything_held_and_releases_it_in_the_sam
     hold = hold_for(state)
     assert hold.rebuild(table.items()) == 2
     assert hold.release() == []  # no watermark yet: nothing leaves before a record says the time
-    hold.observe(12_000)
+    hold.observe(12_500)
     assert ids(hold.release()) == ["https://wire.example/story", "https://origin.example/story"]
 
 
@@ -137,16 +182,24 @@ def test_a_negative_hold_is_refused():
         ReorderHold(-1, make_state().order_of)
 
 
-def test_a_tick_is_due_only_when_a_held_article_is_due_and_no_record_released_it():
-    holder: dict[str, Any] = {"hold": None}
-    assert not _tick_due(holder, HOLD, 99_000)
-    hold = holder["hold"] = hold_for(make_state())
-    assert not _tick_due(holder, HOLD, 99_000)  # nothing held
-    hold.add(sequence_key(0), f.article(1), 10_000)
-    assert not _tick_due(holder, HOLD, 11_000)  # not due yet by the clock
-    assert _tick_due(holder, HOLD, 12_500)
-    hold.observe(12_400)  # a tick (or an article) already moved the watermark past it
-    assert not _tick_due(holder, HOLD, 12_500)
+def test_a_tick_is_due_while_held_articles_are_due_by_the_clock_and_no_record_moved_the_watermark():
+    slack = 500
+    assert not _tick_due(None, 99_000, slack)
+    hold = hold_for(make_state())
+    assert not _tick_due(hold, 99_000, slack)  # nothing held
+    original = f.article(1, url="https://origin.example/story", published_at=f.T0)
+    hold.add(sequence_key(0), original, 10_000)
+    assert not _tick_due(hold, 11_000, slack)  # not due yet by the clock
+    assert _tick_due(hold, 12_500, slack)
+    hold.observe(12_400)  # a record moved the watermark close to the clock
+    assert not _tick_due(hold, 12_500, slack)
+    # The original is due but waits for an earlier-published copy that arrived 0.7 s after it: ticks go on.
+    late_copy = f.copy_of(original, url="https://wire.example/story", published_at=f.T0 - timedelta(hours=1))
+    hold.add(sequence_key(1), late_copy, 12_400)
+    assert hold.release() == []
+    assert _tick_due(hold, 14_000, slack)
+    hold.observe(14_400)
+    assert len(hold.release()) == 2 and not _tick_due(hold, 15_000, slack)
 
 
 def test_ticks_are_told_from_articles_by_key_and_shape():
