@@ -11,6 +11,7 @@ from faust.types import TP
 
 from streams import __version__, eos, topics
 from streams.kafka.local import KAFKA_VERSION, parse_bootstrap
+from streams.local_state import LocalState
 from streams.logs import event
 from streams.metrics import Metrics
 from streams.observability import Observability
@@ -61,6 +62,8 @@ class Pipeline:
             autodiscover=False,
             version=1,
         )
+        self.local_state = LocalState(self.app.conf.tabledir, settings.processing_guarantee == "exactly_once")
+        self.local_state_discarded = False  # set by the worker command before Faust opens the tables
         self._register_events()
         self.observability = Observability(self)  # started by the Faust worker beside the app
         self.services: list[Any] = [self.observability]  # every service the worker runs beside the app
@@ -107,6 +110,7 @@ class Pipeline:
 
         @app.task
         async def announce() -> None:
+            self.local_state.announce(self.local_state_discarded)
             event(
                 log,
                 "worker_started",

@@ -195,7 +195,16 @@ def worker(stages: str | None) -> None:
         pipeline = Pipeline(s, stages=stages.split(",") if stages else None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    faust.Worker(
+    pipeline.local_state_discarded = pipeline.local_state.on_start()
+
+    class Worker(faust.Worker):
+        def stop_and_shutdown(self) -> None:
+            super().stop_and_shutdown()
+            # Faust has committed, ended its transactions and closed the tables: the local state is sound.
+            if not (self.crashed or pipeline.app.crashed):
+                pipeline.local_state.on_clean_stop()
+
+    Worker(
         pipeline.app,
         *pipeline.services,
         loglevel=s.log_level.upper(),
