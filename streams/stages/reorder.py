@@ -31,6 +31,8 @@ table after recovery.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +55,10 @@ def sequence_key(offset: int) -> str:
 
 class ReorderHold:
     """Held articles and the order they are released in. `order_of(article)` gives the canonical order
-    (event time in ms, source rank): dedup's own, so that the hold and the decision agree."""
+    (event time in ms, source rank): dedup's own, so that the hold and the decision agree.
+
+    The release order is kept sorted as articles come and go (bisect), and the oldest arrival in a heap, so
+    a record costs O(log n) plus a list shift, not a sort of everything held (a backlog holds thousands)."""
 
     def __init__(
         self, hold_ms: int, order_of: Callable[[dict[str, Any]], tuple[int, int]], max_wait_ms: int | None = None
@@ -64,16 +69,61 @@ class ReorderHold:
         self.max_wait_ms = 2 * hold_ms if max_wait_ms is None else max(max_wait_ms, hold_ms)
         self._order_of = order_of
         self._held: dict[str, Held] = {}
-        self._oldest_ms: int | None = None  # the earliest arrival held
+        self._groups: dict[str, list[str]] = {}  # article_id -> keys held, in sequence order
+        self._group_rank: dict[str, tuple[int, int, str]] = {}  # article_id -> rank of its first held event
+        self._sorted: list[tuple[tuple[int, int, str], str]] = []  # (group rank, key), in release order
+        self._arrivals: list[tuple[int, str]] = []  # heap of (arrival, key); stale entries skipped lazily
         self.watermark_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self._held)
 
+    @staticmethod
+    def _article_id(h: Held) -> str:
+        return str(h.article.get("article_id", h.key))
+
     def add(self, key: str, article: dict[str, Any], arrival_ms: int) -> None:
-        self._held[key] = Held(key, arrival_ms, article, self._order_of(article))
-        self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
+        if key in self._held:
+            self._remove(self._held[key])
+        h = self._held[key] = Held(key, arrival_ms, article, self._order_of(article))
+        aid = self._article_id(h)
+        keys = self._groups.setdefault(aid, [])
+        bisect.insort(keys, key)
+        if keys[0] == key:  # the first event of this article held: it places the group
+            self._set_rank(aid, (*h.order, key))
+        else:
+            bisect.insort(self._sorted, (self._group_rank[aid], key))
+        heapq.heappush(self._arrivals, (arrival_ms, key))
         self.observe(arrival_ms)
+
+    def _set_rank(self, aid: str, rank: tuple[int, int, str]) -> None:
+        old = self._group_rank.get(aid)
+        for key in self._groups[aid]:
+            if old is not None:
+                i = bisect.bisect_left(self._sorted, (old, key))
+                if i < len(self._sorted) and self._sorted[i] == (old, key):
+                    del self._sorted[i]
+            bisect.insort(self._sorted, (rank, key))
+        self._group_rank[aid] = rank
+
+    def _remove(self, h: Held) -> None:
+        """Drops one held article that is not at the head of the order (a replaced key)."""
+        aid = self._article_id(h)
+        rank = self._group_rank[aid]
+        i = bisect.bisect_left(self._sorted, (rank, h.key))
+        if i < len(self._sorted) and self._sorted[i] == (rank, h.key):
+            del self._sorted[i]
+        del self._held[h.key]
+        self._forget(aid, h.key)
+
+    def _forget(self, aid: str, key: str) -> None:
+        keys = self._groups[aid]
+        keys.remove(key)
+        if not keys:
+            del self._groups[aid], self._group_rank[aid]
+        elif self._group_rank[aid][2] == key:  # its first event left: the next one places the group
+            first = self._held[keys[0]]
+            self._set_rank(aid, (*first.order, first.key))
 
     def observe(self, timestamp_ms: int) -> None:
         """Advances the watermark (a sequence record's timestamp: an article's or a tick's)."""
@@ -81,36 +131,48 @@ class ReorderHold:
             self.watermark_ms = timestamp_ms
 
     def oldest_arrival_ms(self) -> int | None:
-        return self._oldest_ms
+        while self._arrivals:
+            arrival_ms, key = self._arrivals[0]
+            h = self._held.get(key)
+            if h is not None and h.arrival_ms == arrival_ms:
+                return arrival_ms
+            heapq.heappop(self._arrivals)
+        return None
 
     def ordered(self) -> list[Held]:
         """Every held article in release order (canonical order, one article_id's events kept together)."""
-        in_sequence = sorted(self._held.values())
-        group_rank: dict[str, tuple[int, int, str]] = {}
-        for h in in_sequence:
-            aid = str(h.article.get("article_id", h.key))
-            if aid not in group_rank:
-                group_rank[aid] = (*h.order, h.key)
-        return sorted(in_sequence, key=lambda h: (group_rank[str(h.article.get("article_id", h.key))], h))
+        return [self._held[key] for _, key in self._sorted]
 
     def release(self) -> list[Held]:
         """Remove and return, in order, what may leave at the current watermark (see the module's rules)."""
-        if self._oldest_ms is None or self.watermark_ms is None:
+        oldest = self.oldest_arrival_ms()
+        if oldest is None or self.watermark_ms is None:
             return []
         due_limit = self.watermark_ms - self.hold_ms
-        if self._oldest_ms > due_limit:  # nothing due: the common case costs O(1)
+        if oldest > due_limit:  # nothing due: the common case costs O(1)
             return []
-        forced_limit = self.watermark_ms - self.max_wait_ms
-        ordered = self.ordered()
         cut = 0
-        while cut < len(ordered) and ordered[cut].arrival_ms <= due_limit:
+        while cut < len(self._sorted) and self._held[self._sorted[cut][1]].arrival_ms <= due_limit:
             cut += 1
-        if self._oldest_ms <= forced_limit:
-            cut = max(cut, 1 + max(i for i, h in enumerate(ordered) if h.arrival_ms <= forced_limit))
-        out = ordered[:cut]
+        forced_limit = self.watermark_ms - self.max_wait_ms
+        if oldest <= forced_limit:
+            last = max(i for i, (_, key) in enumerate(self._sorted) if self._held[key].arrival_ms <= forced_limit)
+            cut = max(cut, last + 1)
+        out = [self._held[key] for _, key in self._sorted[:cut]]
+        del self._sorted[:cut]
+        touched: set[str] = set()
         for h in out:
             del self._held[h.key]
-        self._oldest_ms = min((h.arrival_ms for h in self._held.values()), default=None)
+            aid = self._article_id(h)
+            self._groups[aid].remove(h.key)
+            touched.add(aid)
+        for aid in touched:
+            keys = self._groups[aid]
+            if not keys:
+                del self._groups[aid], self._group_rank[aid]
+            elif self._group_rank[aid][2] not in self._held:  # its first event left: the next one places it
+                first = self._held[keys[0]]
+                self._set_rank(aid, (*first.order, first.key))
         return out
 
     def reorders(self, released: Iterable[Held]) -> int:
@@ -125,11 +187,14 @@ class ReorderHold:
     def rebuild(self, table: Iterable[tuple[str, Any]]) -> int:
         """Re-reads the held articles from the hold table after a recovery; returns how many are held."""
         self._held.clear()
-        self._oldest_ms = None
-        for key, value in table:
+        self._groups.clear()
+        self._group_rank.clear()
+        self._sorted.clear()
+        self._arrivals.clear()
+        watermark = self.watermark_ms
+        for key, value in sorted(table, key=lambda kv: str(kv[0])):
             if isinstance(value, dict) and isinstance(value.get("article"), dict):
-                arrival_ms = int(value.get("arrival_ms") or 0)
-                self._held[key] = Held(key, arrival_ms, value["article"], self._order_of(value["article"]))
-                self._oldest_ms = arrival_ms if self._oldest_ms is None else min(self._oldest_ms, arrival_ms)
+                self.add(key, value["article"], int(value.get("arrival_ms") or 0))
         # the watermark starts again from the next sequence record; held articles are never released early
+        self.watermark_ms = watermark
         return len(self._held)
