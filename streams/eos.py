@@ -1,4 +1,4 @@
-"""Makes faust-streaming's exactly-once hold across crashes and rebalances: six corrections to Faust 0.15.3.
+"""Makes faust-streaming's exactly-once hold across crashes and rebalances: five corrections to Faust 0.15.3.
 
 Each was found by a test here against the real broker (test_exactly_once, test_dedup_pipeline,
 test_scale_out, test_recovery_observability) and has the same shape: output committed without the input
@@ -22,12 +22,6 @@ offset that produced it (a duplicate after a crash), or the reverse (a loss).
    are written, and aiokafka cannot ask to wait (KIP-447's require_stable): a worker given a partition back
    right after committing it could re-read the old offset. What this process committed is the floor of a
    seek, and `processing` refuses an offset already processed in the same consumer generation.
-6. Lagging offsets. Transaction markers leave gaps in a partition's offsets, which Faust records as ranges that
-   include the offset of the record read next. Merging a range into the acked offsets then counts that
-   record twice, the run of consecutive offsets stops there, and the commit covers only part of the
-   records whose output the same transaction commits: after kill -9 the rest were processed again (dedup
-   decisions emitted twice; test_dedup_pipeline's kill-mid-stream test). Offsets are merged without
-   duplicates.
 """
 
 from __future__ import annotations
@@ -42,7 +36,6 @@ from faust.streams import current_event
 from faust.tables.base import Collection as Table
 from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.utils.functional import consecutive_numbers
 
 _PATCHED = "_article_streams_source_partition_transactions"
 log = logging.getLogger("streams.eos")
@@ -223,36 +216,6 @@ async def _perform_seek(self: Consumer) -> None:
         await _original_perform_seek(self)
 
 
-def _new_offset(self: Consumer, tp: Any) -> int | None:
-    """Faust's Consumer._new_offset with gap ranges merged into the acked offsets without duplicates."""
-    acked: list[int] = self._acked[tp]  # noqa: SLF001
-    if not acked:
-        return None
-    committed = self._committed_offset[tp]  # noqa: SLF001
-    max_offset = max(acked)
-    gaps = self._gap[tp]  # noqa: SLF001
-    if gaps:
-        candidates = sorted(gaps.overlap(0, max_offset), key=lambda iv: iv.begin)
-        if candidates:
-            present = set(acked)
-            acked.extend(o for iv in candidates for o in range(iv.begin, iv.end) if o not in present)
-            gaps.chop(0, max(candidates[-1].end - 1, max_offset + 1))
-    if committed is not None:
-        done = [o for o in acked if o < committed]  # below the committed position: nothing left to commit
-        if done:
-            acked[:] = [o for o in acked if o >= committed]
-            self._acked_index[tp].difference_update(done)  # noqa: SLF001
-            if not acked:
-                return None
-    acked.sort()
-    if committed is not None and acked[0] - committed > 1:
-        return None  # Faust's rule: an unacked record at the head
-    batch = next(consecutive_numbers(acked))
-    acked[: len(batch)] = []
-    self._acked_index[tp].difference_update(batch)  # noqa: SLF001
-    return int(batch[-1]) + 1
-
-
 async def _seek_to_committed(self: AIOKafkaConsumerThread) -> Any:
     return await self.call_thread(_stable_seek_to_committed, self)
 
@@ -265,7 +228,7 @@ async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[Any]) -> An
 
 
 def install() -> None:
-    """Idempotent: applies the six corrections once per process."""
+    """Idempotent: patches TransactionManager.send, Consumer.commit and the highwater lookup once per process."""
     if not getattr(TransactionManager, _PATCHED, False):
         TransactionManager.send = _send  # type: ignore[method-assign]
         Consumer.commit = _gated_commit  # type: ignore[method-assign]
@@ -273,5 +236,4 @@ def install() -> None:
         AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
         Table.send_changelog = _send_changelog  # type: ignore[method-assign]
         Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
-        Consumer._new_offset = _new_offset  # type: ignore[method-assign]
         setattr(TransactionManager, _PATCHED, True)
