@@ -3,10 +3,9 @@
 Faust's RocksDB store writes a table update to the local database at once, while the update's changelog
 record commits with the event's transaction. When a worker dies (kill -9, OOM, power) with a transaction
 open, the broker aborts the changelog records and the input is delivered again, but the local database keeps
-the writes: dedup then found re-delivered articles already in its table and judged them copies of
-themselves, so they were never published (`test_kill_mid_stream_with_the_same_state_dir_publishes_every_
-article_once`: 139 of 2,000 articles lost before this module). Kafka Streams solves the same problem the
-same way: under exactly-once, local state is trusted only after a clean shutdown.
+the writes: dedup would find a re-delivered article already in its table and judge it a copy of itself, so
+it would never be published. Kafka Streams solves the same problem the same way: under exactly-once, local
+state is trusted only after a clean shutdown.
 
 So: a clean stop (SIGTERM, Ctrl-C: Faust commits and ends its transactions first) leaves a marker beside the
 tables; a start that finds table state without the marker deletes it, and Faust restores the tables from

@@ -156,7 +156,7 @@ def test_a_clean_stop_keeps_the_local_tables(topics, worker_factory):
 
 @pytest.mark.xfail(
     reason="known exactly-once gap: after kill -9 mid-stream a restarted worker can re-process committed records "
-    "of the dedup sequence (seen as articles judged copies of themselves); README, Known limits",
+    "of the dedup sequence (seen as articles judged copies of themselves); README, Exactly once, Known gap",
     strict=False,
 )
 @pytest.mark.parametrize("hold", ["0", "2"], ids=["decide-on-arrival", "reorder-hold"])
