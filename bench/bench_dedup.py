@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from streams.codec import rfc3339, short_hash  # noqa: E402
 from streams.outcomes import Duplicate  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.stages.dedup import DedupConfig, DedupState, dedup, expire  # noqa: E402
+from streams.stages.dedup.stage import DedupConfig, DedupState, dedup, expire  # noqa: E402
 
 BBC = ROOT.parent / "shared" / "data" / "bbc_news_fulltext.jsonl"
 T0 = datetime(2025, 8, 1, tzinfo=UTC)

@@ -56,9 +56,9 @@ from streams.codec import dumps, rfc3339, short_hash
 from streams.kafka.admin import create_topics
 from streams.outcomes import Normalized
 from streams.settings import Settings
-from streams.stages.dedup import DedupConfig
+from streams.stages.dedup.shingles import MinHasher, encode_signature, shingles, tokens
+from streams.stages.dedup.stage import DedupConfig
 from streams.stages.normalize import NormalizeConfig, normalize
-from streams.stages.shingles import MinHasher, encode_signature, shingles, tokens
 
 # Every field this benchmark can fill in a dedup-articles entry. The order and the subset actually written are
 # taken from the entry the stage itself writes in step 1, so the synthetic state follows the stage as it changes.

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from streams.codec import rfc3339, short_hash  # noqa: E402
 from streams.outcomes import Duplicate  # noqa: E402
-from streams.stages.dedup import DedupConfig, DedupState, dedup  # noqa: E402
-from streams.stages.shingles import shingles, tokens  # noqa: E402
+from streams.stages.dedup.shingles import shingles, tokens  # noqa: E402
+from streams.stages.dedup.stage import DedupConfig, DedupState, dedup  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BBC = DATA / "bbc_news_fulltext.jsonl"

@@ -23,8 +23,8 @@ from streams.agents.common import seconds_since_ms, utcnow
 from streams.codec import dumps, loads
 from streams.logs import event
 from streams.outcomes import Duplicate, Unique
-from streams.stages.dedup import DedupConfig, DedupState, dedup, expire
-from streams.stages.reorder import ReorderHold, sequence_key
+from streams.stages.dedup.reorder import ReorderHold, sequence_key
+from streams.stages.dedup.stage import DedupConfig, DedupState, dedup, expire
 
 if TYPE_CHECKING:
     from streams.app import Pipeline

@@ -17,11 +17,11 @@ import orjson
 import pytest
 import yaml
 
-from streams.deploy_check import DASHBOARD, RULES, alert_rules, panel_queries, recording_rules
 from streams.settings import Settings
+from tests.deploy_check import DASHBOARD, RULES, alert_rules, panel_queries, recording_rules
+from tests.factories.stories import story
 from tests.integration.conftest import read_committed, send_all
 from tests.integration.prometheus_harness import PrometheusServer, find_prometheus, poll, scrape_config
-from tests.unit.dedup_factories import story
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.codec import short_hash
+from tests.factories.stories import article
 from tests.integration.conftest import read_committed, send_all, values
-from tests.unit.dedup_factories import article
 
 pytestmark = pytest.mark.integration
 ENTRIES = 40_000

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from streams.codec import short_hash
+from tests.factories.stories import story
 from tests.integration.conftest import read_committed, send_all, values
-from tests.unit.dedup_factories import story
 
 pytestmark = pytest.mark.integration
 

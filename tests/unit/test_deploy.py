@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from streams import deploy_check
 from streams.settings import Settings
+from tests import deploy_check
 
 try:
     import yaml

@@ -118,7 +118,7 @@ class MinHasher:
         if not empty.endswith(tail):
             raise RuntimeError(
                 f"rensa {getattr(rensa, '__version__', '?')} changed the RMinHash state format; "
-                "streams.stages.shingles needs updating (tested with rensa 0.5.0)"
+                "streams.stages.dedup.shingles needs updating (tested with rensa 0.5.0)"
             )
         self._prefix = empty[: -len(tail)]  # header, version, num_perm, seed, and the vector's length
         self._width = 5 * num_perm
@@ -177,4 +177,4 @@ class MinHasher:
         except Exception as exc:  # any failure means the format changed
             raise RuntimeError(f"cannot rebuild an RMinHash from its values with this rensa: {exc}") from exc
         if list(rebuilt) != list(values):
-            raise RuntimeError("rensa's RMinHash state format changed: update streams.stages.shingles")
+            raise RuntimeError("rensa's RMinHash state format changed: update streams.stages.dedup.shingles")

@@ -29,7 +29,7 @@ time (``published_at``, else ``ingested_at``) then ``source_priority`` (earlier 
 applied when the decision is made: when a copy matches several clusters, it joins the one whose canonical
 comes first in that order (then the higher similarity). Dedup cannot unpublish, so a copy that arrives later
 with an *earlier* event time, or with the same event time from a preferred source, is still the duplicate;
-the reorder hold in front of this function (``streams.stages.reorder``) makes that rare by deciding articles
+the reorder hold in front of this function (``streams.stages.dedup.reorder``) makes that rare by deciding articles
 that arrive close together in this same order.
 
 State. ``articles`` (article_id → entry) and ``content`` (revision → article_id) are injected mappings of
@@ -57,7 +57,7 @@ import rensa
 
 from streams.codec import parse_rfc3339, rfc3339, short_hash
 from streams.outcomes import Duplicate, Unique
-from streams.stages.shingles import (
+from streams.stages.dedup.shingles import (
     MinHasher,
     decode_signature,
     encode_signature,

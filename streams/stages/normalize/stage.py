@@ -30,7 +30,7 @@ from dateutil import parser as dateparser
 from streams import codec
 from streams.outcomes import Normalized, Rejected
 from streams.schemas import first_violation
-from streams.stages import marks, text, urls
+from streams.stages.normalize import html, marks, text, urls
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -125,9 +125,9 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
     base_url = url_text.strip()
     body = text.clean(raw["body"])
     raw_title = text.clean_inline(raw.get("title"))
-    content: text.HtmlContent | None = None
+    content: html.HtmlContent | None = None
     if raw.get("body_format") == "html":
-        content = text.extract_html(body.text, base_url=base_url)
+        content = html.extract_html(body.text, base_url=base_url)
         blocks = content.blocks
         title = raw_title.text or content.title
     else:
@@ -144,7 +144,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
             + (" (only a title)." if found.title_repeats_removed else "."),
         )
 
-    html: str | None = None
+    rendered: str | None = None
     disclaimer = found.disclaimer
     alternates = list(found.alternates)
     credits = list(found.image_credits)
@@ -152,9 +152,9 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
     if content is not None:
         # marks removed from the text leave the HTML too, when they were a whole element
         drop = [b.element for b, kept in zip(blocks, found.blocks, strict=True) if b.element is not None and not kept]
-        html = text.render_html(content, drop=drop, base_url=base_url)
-        if disclaimer is None and marks.may_hold_disclaimer(text.page_text(content)):
-            disclaimer = marks.find_disclaimer(text.page_lines(content))  # e.g. in a footer trafilatura dropped
+        rendered = html.render_html(content, drop=drop, base_url=base_url)
+        if disclaimer is None and marks.may_hold_disclaimer(html.page_text(content)):
+            disclaimer = marks.find_disclaimer(html.page_lines(content))  # e.g. in a footer trafilatura dropped
         alternates = _with_links(alternates, content.links, base_url=base_url, own=canonical.url)
         for caption in content.captions:
             if (credit := marks.image_credit(caption)) is not None:
@@ -176,7 +176,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         "domain": canonical.domain,
         "title": found.title,
         "text": article_text,
-        "html": html,
+        "html": rendered,
         "published_at": codec.rfc3339(published) if published is not None else None,
         "ingested_at": codec.rfc3339(_ingested_at(origin, now)),
         "language_hint": language,
@@ -245,7 +245,7 @@ def _ingested_at(origin: dict[str, Any], now: datetime) -> datetime:
 
 
 def _with_links(
-    alternates: list[marks.Alternate], links: list[text.Link], *, base_url: str, own: str
+    alternates: list[marks.Alternate], links: list[html.Link], *, base_url: str, own: str
 ) -> list[marks.Alternate]:
     """Text alternates get their URL from the page's anchor with the same label; hreflang links add more."""
     unresolved = {a.label for a in alternates if a.url is None}
@@ -255,7 +255,7 @@ def _with_links(
         language = text.language_tag(link.hreflang) if link.hreflang else marks.translation_language(link.text)
         if language is None and link.text not in unresolved:
             continue  # most anchors: navigation, related stories
-        url = text.resolve_url(link.href, base_url)
+        url = html.resolve_url(link.href, base_url)
         if url is not None and link.text in unresolved:
             by_label.setdefault(link.text, url)
         if language is None or language.lower() == "x-default":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.stages import text
+from streams.stages.normalize import html, text
 
 BASE = "https://partner.example.org/news/42"
 
@@ -91,15 +91,15 @@ our <a href="/analysis/rates" onmouseover="x()">analysis</a> of the decision.</p
 <iframe src="https://evil.example/frame">IFRAME_TEXT</iframe>
 <noscript>NOSCRIPT_TEXT</noscript>
 <p style="position:fixed">Markets barely moved after the announcement, traders said in the afternoon.</p>
-</article><footer>Copyright Partner 2025</footer></body></html>"""
+</article><footer>Copyright Partner 2025</footer></body></markup>"""
 
 
-def extracted_text(content: text.HtmlContent) -> str:
+def extracted_text(content: html.HtmlContent) -> str:
     return "\n\n".join(" ".join(b.lines) for b in content.blocks)
 
 
 def test_html_extraction_keeps_article_paragraphs_only() -> None:
-    content = text.extract_html(NASTY, base_url=BASE)
+    content = html.extract_html(NASTY, base_url=BASE)
     body = extracted_text(content)
     assert content.extractor == "trafilatura"
     assert "The central bank held interest rates on Tuesday" in body
@@ -110,22 +110,22 @@ def test_html_extraction_keeps_article_paragraphs_only() -> None:
 
 @pytest.mark.parametrize("secret", ["SCRIPT_SECRET", "STYLE_SECRET", "INLINE_SCRIPT", "IFRAME_TEXT", "NOSCRIPT_TEXT"])
 def test_script_style_and_iframe_content_never_reach_text_or_html(secret: str) -> None:
-    content = text.extract_html(NASTY, base_url=BASE)
+    content = html.extract_html(NASTY, base_url=BASE)
     assert secret not in extracted_text(content)
-    assert secret not in (text.render_html(content, drop=[], base_url=BASE) or "")
-    assert secret not in " ".join(text.page_lines(content))
+    assert secret not in (html.render_html(content, drop=[], base_url=BASE) or "")
+    assert secret not in " ".join(html.page_lines(content))
 
 
 @pytest.mark.parametrize("danger", ["<script", "<iframe", "<style", "onclick", "onmouseover", "onload", "javascript:"])
 def test_rendered_html_is_sanitised(danger: str) -> None:
-    html = text.render_html(text.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
-    assert html is not None
-    assert danger not in html.lower()
+    markup = html.render_html(html.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
+    assert markup is not None
+    assert danger not in markup.lower()
 
 
 def test_rendered_html_resolves_relative_links() -> None:
-    html = text.render_html(text.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
-    assert 'href="https://partner.example.org/analysis/rates"' in (html or "")
+    markup = html.render_html(html.extract_html(NASTY, base_url=BASE), drop=[], base_url=BASE)
+    assert 'href="https://partner.example.org/analysis/rates"' in (markup or "")
 
 
 @pytest.mark.parametrize(
@@ -144,62 +144,62 @@ def test_rendered_html_resolves_relative_links() -> None:
     ],
 )
 def test_sanitize_html_removes_active_content(dirty: str) -> None:
-    clean = text.sanitize_html(dirty).lower()
+    clean = html.sanitize_html(dirty).lower()
     for danger in ("<script", "onclick", "onerror", "javascript:", "data:", "<iframe", "<style", "style=", "<svg"):
         assert danger not in clean
     assert "<img" not in clean and "<form" not in clean and "<input" not in clean
 
 
 def test_short_fragment_is_extracted() -> None:
-    content = text.extract_html("<p>Rates held.</p><p>More later.</p>", base_url=BASE)
+    content = html.extract_html("<p>Rates held.</p><p>More later.</p>", base_url=BASE)
     assert [b.lines for b in content.blocks] == [("Rates held.",), ("More later.",)]
 
 
 def test_fragment_trafilatura_refuses_goes_through_the_lxml_fallback() -> None:
     # trafilatura drops a block it takes for reader comments; a partner fragment may still be exactly that
-    content = text.extract_html("<div class='comments'><p>Partner text.</p><script>x()</script></div>", base_url=BASE)
+    content = html.extract_html("<div class='comments'><p>Partner text.</p><script>x()</script></div>", base_url=BASE)
     assert content.extractor == "fallback"
     assert [b.lines for b in content.blocks] == [("Partner text.",)]
 
 
 def test_line_breaks_split_lines_within_a_paragraph() -> None:
-    content = text.extract_html("<p>First line<br>second line</p><p>Next paragraph.</p>", base_url=BASE)
+    content = html.extract_html("<p>First line<br>second line</p><p>Next paragraph.</p>", base_url=BASE)
     assert [b.lines for b in content.blocks] == [("First line", "second line"), ("Next paragraph.",)]
 
 
 def test_html_blocks_walks_nested_markup() -> None:
-    root = text._parse_fragment("<div>Lead text<p>Para <b>bold</b>\n  wrapped</p>tail text<ul><li>One</li></ul></div>")
-    blocks = text.html_blocks(root)
+    root = html._parse_fragment("<div>Lead text<p>Para <b>bold</b>\n  wrapped</p>tail text<ul><li>One</li></ul></div>")
+    blocks = html.html_blocks(root)
     assert [b.lines for b in blocks] == [("Lead text",), ("Para bold wrapped",), ("tail text",), ("One",)]
     assert blocks[1].element is not None and blocks[1].element.tag == "p"
     assert blocks[0].element is None  # text beside nested blocks belongs to no single element
 
 
 def test_deeply_nested_html_does_not_exhaust_the_stack() -> None:
-    html = "<div>" * 5000 + "<p>Deep text here.</p>" + "</div>" * 5000
-    content = text.extract_html(html, base_url=BASE)
+    markup = "<div>" * 5000 + "<p>Deep text here.</p>" + "</div>" * 5000
+    content = html.extract_html(markup, base_url=BASE)
     assert extracted_text(content) == "Deep text here."
 
 
-@pytest.mark.parametrize("html", ["", "   ", "<html></html>", "<script>alert(1)</script>", "<!-- comment -->"])
-def test_empty_or_script_only_html_yields_no_blocks(html: str) -> None:
-    assert text.extract_html(html, base_url=BASE).blocks == []
+@pytest.mark.parametrize("markup", ["", "   ", "<html></html>", "<script>alert(1)</script>", "<!-- comment -->"])
+def test_empty_or_script_only_html_yields_no_blocks(markup: str) -> None:
+    assert html.extract_html(markup, base_url=BASE).blocks == []
 
 
 def test_stray_angle_brackets_are_text() -> None:
-    assert extracted_text(text.extract_html("<<<>>>", base_url=BASE)) == "<<<>>>"
+    assert extracted_text(html.extract_html("<<<>>>", base_url=BASE)) == "<<<>>>"
 
 
 def test_encoding_declaration_in_a_string_is_handled() -> None:
-    html = '<?xml version="1.0" encoding="ISO-8859-1"?><html><body><p>Déjà vu in the newsroom.</p></body></html>'
-    content = text.extract_html(html, base_url=BASE)
+    markup = '<?xml version="1.0" encoding="ISO-8859-1"?><html><body><p>Déjà vu in the newsroom.</p></body></html>'
+    content = html.extract_html(markup, base_url=BASE)
     assert "Déjà vu in the newsroom." in extracted_text(content)
 
 
 def test_page_language_and_hreflang_links_are_collected() -> None:
-    html = """<html lang="fr-fr"><head><link rel="alternate" hreflang="en" href="/en/a"></head><body>
-    <p>Le texte de l'article est ici.</p><a href="/de/a" hreflang="de">Deutsch</a></body></html>"""
-    content = text.extract_html(html, base_url=BASE)
+    markup = """<html lang="fr-fr"><head><link rel="alternate" hreflang="en" href="/en/a"></head><body>
+    <p>Le texte de l'article est ici.</p><a href="/de/a" hreflang="de">Deutsch</a></body></markup>"""
+    content = html.extract_html(markup, base_url=BASE)
     assert content.language == "fr-FR"
     assert {(link.hreflang, link.href) for link in content.links if link.hreflang} == {("en", "/en/a"), ("de", "/de/a")}
 
@@ -217,4 +217,4 @@ def test_page_language_and_hreflang_links_are_collected() -> None:
     ],
 )
 def test_resolve_url(href: str | None, resolved: str | None) -> None:
-    assert text.resolve_url(href, BASE) == resolved
+    assert html.resolve_url(href, BASE) == resolved

@@ -15,7 +15,7 @@ from streams.outcomes import Normalized, Rejected
 from streams.schemas import first_violation
 from streams.settings import Settings
 from streams.stages.normalize import NORMALIZE_VERSION, NormalizeConfig, normalize, parse_published
-from tests.unit.factories import (
+from tests.factories.raw import (
     NOW,
     OWN_CREDIT,
     OWN_DISCLAIMER,

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from streams.stages import urls
+from streams.stages.normalize import urls
 
 
 @pytest.mark.parametrize(

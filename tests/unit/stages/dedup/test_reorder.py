@@ -9,9 +9,9 @@ import pytest
 
 from streams.agents.dedup import TICK_KEY, _tick_due, is_tick
 from streams.outcomes import Duplicate, Unique
-from streams.stages.dedup import DedupConfig, DedupState, dedup
-from streams.stages.reorder import ReorderHold, sequence_key
-from tests.unit import dedup_factories as f
+from streams.stages.dedup.reorder import ReorderHold, sequence_key
+from streams.stages.dedup.stage import DedupConfig, DedupState, dedup
+from tests.factories import stories as f
 
 HOLD = 2_000
 
@@ -211,7 +211,7 @@ def test_ticks_are_told_from_articles_by_key_and_shape():
 def _naive_release(
     held: dict[str, tuple[int, dict[str, Any], tuple[int, int]]], watermark: int, hold_ms: int, max_wait: int
 ):
-    """The rules of streams.stages.reorder written as plainly as possible: sort everything, every time."""
+    """The rules of streams.stages.dedup.reorder written as plainly as possible: sort everything, every time."""
     in_sequence = sorted(held)
     group: dict[str, tuple[int, int, str]] = {}
     for key in in_sequence:

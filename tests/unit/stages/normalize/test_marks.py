@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from streams.stages import marks, text
+from streams.stages.normalize import marks, text
 
 BODY = "Delegations from both sides met in Geneva on Tuesday for the first direct talks in months."
 BODY2 = "The talks are expected to last three days, officials said."

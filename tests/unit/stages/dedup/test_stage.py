@@ -13,9 +13,8 @@ from streams.codec import rfc3339
 from streams.outcomes import Duplicate, Unique
 from streams.schemas import first_violation
 from streams.settings import Settings
-from streams.stages import dedup as stage
-from streams.stages.dedup import DedupConfig, DedupState, dedup, expire
-from streams.stages.shingles import (
+from streams.stages.dedup import stage
+from streams.stages.dedup.shingles import (
     MinHasher,
     decode_signature,
     encode_signature,
@@ -24,7 +23,8 @@ from streams.stages.shingles import (
     similarity,
     tokens,
 )
-from tests.unit import dedup_factories as f
+from streams.stages.dedup.stage import DedupConfig, DedupState, dedup, expire
+from tests.factories import stories as f
 
 NOW = f.T0 + timedelta(hours=6)
 HOUR_MS = 3_600_000

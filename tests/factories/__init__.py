@@ -1,0 +1,1 @@
+"""Small factories shared by every test tier: raw events and our own invented stories."""
