@@ -51,6 +51,8 @@ class Settings:
     dedup_shingle_size: int = 3
     dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
+    dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
+    dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

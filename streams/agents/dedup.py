@@ -22,15 +22,15 @@ from streams import eos, topics
 from streams.agents.common import seconds_since_ms, utcnow
 from streams.codec import dumps, loads
 from streams.logs import event
-from streams.outcomes import Duplicate, Unique
-from streams.stages.dedup.reorder import ReorderHold, sequence_key
-from streams.stages.dedup.stage import DedupConfig, DedupState, dedup, expire
+from streams.outcomes import Duplicate
+from streams.stages.dedup.config import DedupConfig
+from streams.stages.dedup.reorder import is_tick, tick_record
+from streams.stages.dedup.stage import MATCHES, Deduplicator, DedupStats
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
 
 STAGE = "dedup"
-MATCHES = ("same_url", "same_content", "near")
 log = logging.getLogger("streams.dedup")
 
 
@@ -42,8 +42,6 @@ def register(p: Pipeline) -> None:
     articles = app.Table("dedup-articles", partitions=1, help="article_id -> dedup entry (signature, revision)")
     content = app.Table("dedup-content", partitions=1, help="revision (text hash) -> article_id")
     p.tables.update({"dedup-articles": articles, "dedup-content": content})
-    holder: dict[str, Any] = {"state": None, "hold": None, "evictions": {"window": 0, "capacity": 0}}
-    hold_ms = int(round(s.dedup_reorder_seconds * 1000))
     # Declared even with the hold off (0): articles held under an earlier setting are then still released.
     held = app.Table(
         "dedup-held",
@@ -53,6 +51,12 @@ def register(p: Pipeline) -> None:
     )
     p.tables["dedup-held"] = held
 
+    def fresh() -> Deduplicator:
+        return Deduplicator(articles=articles, content=content, held=held, config=config, clock=utcnow)
+
+    # "stage": the Deduplicator; "ready": its index was rebuilt for this assignment; "last": stats last exported
+    holder: dict[str, Any] = {"stage": fresh(), "ready": False, "last": None}
+
     def owns_sequence() -> bool:
         """Whether this worker actively processes the sequence (a standby rebuilds a hold it never releases)."""
         try:
@@ -61,7 +65,7 @@ def register(p: Pipeline) -> None:
             return False
 
     p.services.append(
-        HoldTicker(p, due=lambda now_ms, slack_ms: owns_sequence() and _tick_due(holder["hold"], now_ms, slack_ms))
+        HoldTicker(p, due=lambda now_ms, slack_ms: owns_sequence() and holder["stage"].tick_due(now_ms, slack_ms))
     )
 
     m.prime(STAGE, outcomes=("unique", "update", "duplicate"))
@@ -79,59 +83,22 @@ def register(p: Pipeline) -> None:
                     continue
                 await sequenced.send(key=ev.message.key, value=ev.message.value)
 
-    def rebuilt() -> DedupState:
+    def rebuilt() -> None:
         started = time.perf_counter()
-        current = DedupState(config, articles, content)
-        count = current.rebuild()
-        holder["evictions"] = dict(current.evictions)
-        hold = ReorderHold(hold_ms, current.order_of)
-        m.dedup_held.set(hold.rebuild(held.items()))
-        holder["hold"] = hold
+        count = holder["stage"].rebuild()
+        holder["ready"] = True
         event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
-        return current
 
     @articles.on_recover
     async def rebuild_index() -> None:
         # Faust awaits this after every recovery (start, rebalance, take-over) and before it resumes the
         # partitions, so the index is whole before the first decision. In a thread, so that /metrics and
         # /ready stay responsive (23 s for 1M articles, BENCHMARKS.md); /ready says 503 until it is done.
-        holder["state"] = holder["hold"] = None
-        current = await asyncio.to_thread(rebuilt)
-        holder["state"] = current
-        _export_index(current)
+        holder["ready"] = False
+        await asyncio.to_thread(rebuilt)
+        export(holder["stage"].stats())
 
-    p.readiness["dedup_index"] = lambda: holder["state"] is not None
-
-    def state() -> DedupState:
-        current: DedupState | None = holder["state"]
-        if current is None:  # no recovery callback ran for this assignment: rebuild here, blocking
-            current = holder["state"] = rebuilt()
-        return current
-
-    async def decide(article: dict[str, Any], st: DedupState) -> None:
-        started = time.perf_counter()
-        try:
-            outcome = dedup(article, state=st, now=utcnow())
-        except Exception:  # a bug must not stop the stage: let the article through, count it
-            log.exception("dedup failed on %s", article.get("article_id"))
-            m.stage_errors.labels(STAGE).inc()
-            outcome = Unique(article)
-        if isinstance(outcome, Duplicate):
-            rec = outcome.record
-            await duplicates.send(key=rec["article_id"].encode(), value=dumps(rec))
-            m.events_out.labels(STAGE, "duplicate").inc()
-            m.duplicates.labels(rec["match"]).inc()
-        else:
-            out = outcome.article
-            await unique.send(key=out["article_id"].encode(), value=dumps(out))
-            is_update = bool(out.get("dedup", {}).get("is_update"))
-            m.events_out.labels(STAGE, "update" if is_update else "unique").inc()
-        expire(st)
-        _export_index(st)
-        latency = seconds_since_ms((article.get("origin") or {}).get("timestamp_ms"))
-        if latency is not None:
-            m.end_to_end_seconds.labels(STAGE).observe(latency)
-        m.processing_seconds.labels(STAGE).observe(time.perf_counter() - started)
+    p.readiness["dedup_index"] = lambda: holder["ready"]
 
     @app.agent(sequenced, name=f"{s.topic_prefix}dedup")
     async def dedup_agent(stream: Any) -> None:
@@ -140,66 +107,59 @@ def register(p: Pipeline) -> None:
                 if skip:
                     m.redeliveries_skipped.labels(STAGE, skip).inc()
                     continue
+                started = time.perf_counter()
                 value = loads(ev.message.value)
-                st = state()
-                tick = is_tick(ev.message.key, value)
-                if not tick:
+                if not is_tick(ev.message.key, value):
                     m.events_in.labels(STAGE).inc()
-                hold: ReorderHold = holder["hold"]
-                if not tick and hold_ms == 0 and not len(hold):  # the hold is off: decide on arrival
-                    await decide(value, st)
-                    continue
-                # The record's timestamp, not the clock, drives the hold: a replay releases the same way.
-                stamp_ms = int(ev.message.timestamp * 1000)
-                if tick:
-                    hold.observe(stamp_ms)
-                else:
-                    key = sequence_key(ev.message.offset)
-                    held[key] = {"article": value, "arrival_ms": stamp_ms}
-                    hold.add(key, value, stamp_ms)
-                released = hold.release()
-                if released:
-                    m.dedup_reordered.inc(hold.reorders(released))
-                for h in released:
-                    await decide(h.article, st)
-                    del held[h.key]
-                m.dedup_held.set(len(hold))
+                outcomes = holder["stage"].on_record(
+                    key=ev.message.key,
+                    value=value,
+                    offset=ev.message.offset,
+                    timestamp_ms=int(ev.message.timestamp * 1000),
+                )
+                holder["ready"] = True
+                for outcome in outcomes:
+                    if isinstance(outcome, Duplicate):
+                        rec = outcome.record
+                        await duplicates.send(key=rec["article_id"].encode(), value=dumps(rec))
+                        m.events_out.labels(STAGE, "duplicate").inc()
+                        m.duplicates.labels(rec["match"]).inc()
+                        origin = rec["article"].get("origin")
+                    else:
+                        out = outcome.article
+                        await unique.send(key=out["article_id"].encode(), value=dumps(out))
+                        is_update = bool(out.get("dedup", {}).get("is_update"))
+                        m.events_out.labels(STAGE, "update" if is_update else "unique").inc()
+                        origin = out.get("origin")
+                    latency = seconds_since_ms((origin or {}).get("timestamp_ms"))
+                    if latency is not None:
+                        m.end_to_end_seconds.labels(STAGE).observe(latency)
+                export(holder["stage"].stats())
+                for _ in outcomes:  # one observation per decided article, as before
+                    m.processing_seconds.labels(STAGE).observe((time.perf_counter() - started) / len(outcomes))
 
-    def _export_index(st: DedupState) -> None:
-        m.dedup_index_articles.set(st.size())
-        m.dedup_index_bytes.set(st.index_bytes_estimate())
-        for cause, total in st.evictions.items():
-            delta = total - holder["evictions"].get(cause, 0)
+    def export(now: DedupStats) -> None:
+        last: DedupStats | None = holder["last"]
+        m.dedup_index_articles.set(now.index_articles)
+        m.dedup_index_bytes.set(now.index_bytes)
+        m.dedup_held.set(now.held_articles)
+        for cause, total in now.evictions.items():
+            delta = total - (last.evictions.get(cause, 0) if last else 0)
             if delta > 0:
                 m.dedup_evictions.labels(cause).inc(delta)
-        holder["evictions"] = dict(st.evictions)
+        for counter, total, before in (
+            (m.dedup_reordered, now.reordered_total, last.reordered_total if last else 0),
+            (m.stage_errors.labels(STAGE), now.internal_errors, last.internal_errors if last else 0),
+        ):
+            if total > before:
+                counter.inc(total - before)
+        holder["last"] = now
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         # The tables may move to another worker; the in-memory index is rebuilt from them on the next event.
         if any(tp.topic == sequenced.get_topic_name() for tp in revoked):
-            holder["state"] = holder["hold"] = None
-
-
-TICK_KEY = b"\x00reorder-hold-tick"
-
-
-def is_tick(key: bytes | None, value: Any) -> bool:
-    """Whether a record of the sequence is a tick of the reorder hold rather than an article."""
-    return key == TICK_KEY and isinstance(value, dict) and "tick_ms" in value
-
-
-def _tick_due(hold: ReorderHold | None, now_ms: int, slack_ms: int) -> bool:
-    """A tick is needed while articles are held, the oldest is due by the clock, and no record has brought the
-    watermark near the clock (on a busy sequence the articles themselves move it; ticks are for quiet ones).
-    Ticks continue once per interval until the hold is empty: an article due may still wait for one that
-    sorts before it."""
-    if hold is None or not len(hold):
-        return False
-    oldest = hold.oldest_arrival_ms()
-    if oldest is None or now_ms < oldest + hold.hold_ms:
-        return False
-    return hold.watermark_ms is None or hold.watermark_ms < now_ms - slack_ms
+            holder["stage"], holder["ready"], holder["last"] = fresh(), False, None
 
 
 class HoldTicker(Service):
@@ -244,10 +204,7 @@ class HoldTicker(Service):
             await producer.start()
             self._producer = producer
         now_ms = int(time.time() * 1000)
+        key, value = tick_record(now_ms)
         await self._producer.send_and_wait(
-            self.settings.topic("articles.dedup-sequenced"),
-            key=TICK_KEY,
-            value=dumps({"tick_ms": now_ms}),
-            partition=0,
-            timestamp_ms=now_ms,
+            self.settings.topic("articles.dedup-sequenced"), key=key, value=value, partition=0, timestamp_ms=now_ms
         )
