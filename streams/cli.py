@@ -19,18 +19,26 @@ def _settings() -> Settings:
 
 
 class _Group(click.Group):
-    """Turns "no broker answers" into one sentence that says what to do, instead of a traceback."""
+    """Turns "no broker answers", a refused login or a bad TLS setting into one sentence that says what to do,
+    instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from aiokafka.errors import KafkaConnectionError
 
+        from streams.kafka.client import KafkaSecurityError, diagnose
+
         try:
             return super().invoke(ctx)
+        except KafkaSecurityError as exc:
+            raise click.ClickException(str(exc)) from exc
         except KafkaConnectionError as exc:
-            bootstrap = Settings.from_env().kafka_bootstrap
+            settings = Settings.from_env()
+            why = asyncio.run(diagnose(settings))
+            if not why.nothing_listens:  # something answers: the login, TLS or protocol is what fails
+                raise click.ClickException(f"cannot use the Kafka cluster: {why.message}") from exc
             raise click.ClickException(
-                f"no Kafka broker answers at {bootstrap} ({exc}): start the local one with `streams kafka start`"
-                " (or `make run`), or point STREAMS_KAFKA_BOOTSTRAP at your cluster"
+                f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}): start the local one with "
+                "`streams kafka start` (or `make run`), or point STREAMS_KAFKA_BOOTSTRAP at your cluster"
             ) from exc
 
 

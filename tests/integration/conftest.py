@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.kafka.admin import create_topics
+from streams.kafka.client import aiokafka_kwargs
 from streams.kafka.local import BrokerError, EmbeddedBroker, is_embedded_target, parse_bootstrap, probe
 from streams.settings import Settings
 
@@ -73,8 +74,7 @@ def topics(settings: Settings) -> Settings:
 
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")}
-    for var, value in settings.as_env_doc():
-        env[var] = value
+    env.update(settings.as_env())  # secrets included: as_env_doc() masks them
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -157,7 +157,7 @@ async def send_all(
     settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]], partition: int | None = None
 ) -> None:
     prod = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         enable_idempotence=True,
         acks="all",
         max_request_size=11 * 1024 * 1024,
@@ -177,7 +177,7 @@ async def read_committed(
     """Every committed record of a topic: waits until `expect` arrived, then `settle` more seconds for extras."""
     name = settings.topic(topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         group_id=None,
         isolation_level="read_committed",
         enable_auto_commit=False,
