@@ -49,7 +49,7 @@ class Settings:
     dedup_max_entries: int = 500_000  # hard bound on the index (~2.5 KB RAM each); oldest leave first
     dedup_num_perm: int = 64  # 64 permutations keep 16 LSH bands at threshold 0.6
     dedup_shingle_size: int = 3
-    dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
+    dedup_reorder_seconds: float = 2.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
     dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
     dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
