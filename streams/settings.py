@@ -49,6 +49,14 @@ class Settings:
     dedup_shingle_size: int = 3
     dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
+    # takedown
+    takedown_published_retention_days: float = 90.0  # what was published is remembered this long for retroactive
+    # retraction (articles.published keeps 90 days); an article published longer ago is no longer retracted
+    takedown_published_max_entries: int = 1_000_000  # hard bound per partition on that record; oldest leave first
+    takedown_reinstate_window_days: float = 30.0  # blocked/retracted articles kept this long for reinstatement on
+    # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
+    takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
+    takedown_max_request_bytes: int = 64 * 1024  # takedown records (and HTTP bodies) larger than this are refused
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
