@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 Members = str | set[str]  # one article id, or several
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1 µs more per article
 class Facts:
     """The fields of an article that takedowns match on (source_name is case-folded)."""
 

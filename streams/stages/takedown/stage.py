@@ -62,6 +62,7 @@ from streams.stages.takedown.records import article_entry, ms, retraction_record
 VERSION = "1"  # recorded under article["pipeline"]["takedown"]
 TITLE_CHARS = 300  # titles kept in the compact entry (for the audit's timeline), characters
 _ARTICLE_ID = re.compile(r"[0-9a-f]{32}")
+_MATCH_FIELDS = ("canonical_url", "host", "domain", "source_id", "source_name", "revision", "cluster_id")
 
 StageOutcome = Published | Retracted | Audited | Rejected
 Fetch = Callable[[int, int], Awaitable[dict[str, Any] | None]]
@@ -138,8 +139,11 @@ class PartitionState:
         """Articles withheld here (blocked or retracted) and still reinstatable."""
         return len({aid for ids in self.held_by.values() for aid in ids})
 
-    def _index(self, aid: str, entry: dict[str, Any], *, push: bool = True) -> None:
-        self.known.add(facts_of_entry(aid, entry))
+    def _index(
+        self, aid: str, entry: dict[str, Any], *, push: bool = True, facts: Facts | None = None, match: bool = True
+    ) -> None:
+        if match:
+            self.known.add(facts if facts is not None else facts_of_entry(aid, entry))
         published = entry.get("status") == "published"
         keep = self.config.published_retention_ms if published else self.config.reinstate_window_ms
         deadline = int(entry.get("since_ms") or 0) + keep
@@ -151,8 +155,9 @@ class PartitionState:
         for tid in entry.get("held_by") or ():
             self.held_by.setdefault(tid, set()).add(aid)
 
-    def _unindex(self, aid: str, entry: dict[str, Any]) -> None:
-        self.known.remove(facts_of_entry(aid, entry))
+    def _unindex(self, aid: str, entry: dict[str, Any], *, match: bool = True) -> None:
+        if match:
+            self.known.remove(facts_of_entry(aid, entry))
         self._deadline.pop(aid, None)
         for tid in entry.get("held_by") or ():
             ids = self.held_by.get(tid)
@@ -161,11 +166,13 @@ class PartitionState:
                 if not ids:
                     del self.held_by[tid]
 
-    def _put(self, aid: str, entry: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def _put(self, aid: str, entry: dict[str, Any], old: dict[str, Any] | None, facts: Facts | None = None) -> None:
+        # A change of status or holders keeps the matching fields: the article index is left as it is.
+        match = old is None or any(old.get(k) != entry.get(k) for k in _MATCH_FIELDS)
         if old is not None:
-            self._unindex(aid, old)
+            self._unindex(aid, old, match=match)
         self.articles[aid] = entry
-        self._index(aid, entry)
+        self._index(aid, entry, facts=facts, match=match)
 
     def _delete(self, aid: str, entry: dict[str, Any]) -> None:
         self._unindex(aid, entry)
@@ -218,7 +225,7 @@ class PartitionState:
         entry["since_ms"] = now_ms
         covering = self.active.covering(f)
         if not covering:
-            self._put(aid, entry, prev)
+            self._put(aid, entry, prev, f)
             return [Published(_published(article))]
         td = self._takedown(covering[0])
         was_out = prev is not None and prev.get("status") == "published"
@@ -234,7 +241,7 @@ class PartitionState:
             out.append(Retracted(retraction_record(td, article_id=aid, entry=prev, at=now)))
             why = {"superseded_by_revision": f.revision}
             out.append(Audited(article_entry("retracted", td, article_id=aid, entry=prev, at=now, details=why)))
-        self._put(aid, entry, prev)
+        self._put(aid, entry, prev, f)
         return out
 
     # --- takedowns ---------------------------------------------------------------------------------------
@@ -332,6 +339,8 @@ class PartitionState:
             }
             out.append(Published(_published(article, mark)))
             details = {"previously": mark["previously"], "because": op}
+            if op == "lift" and td.get("lift_reason"):
+                details["lift_reason"] = td["lift_reason"]
             out.append(Audited(article_entry("reinstated", td, article_id=aid, entry=new, at=now, details=details)))
         self.held_by.pop(tid, None)
         return out
