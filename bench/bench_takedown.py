@@ -2,6 +2,7 @@
 takedown to a partition holding 100k published articles costs (time, index memory).
 
 Run: .venv/bin/python bench/bench_takedown.py [--articles 20000] [--takedowns 10000] [--published 100000]
+     [--repeat 3]
 
 Synthetic data, no broker and no ../shared needed (the stage never reads article text).
 
@@ -158,42 +159,48 @@ def summary(us: list[float]) -> str:
     return f"{statistics.fmean(us):7.2f} µs  p50 {q[49]:6.2f}  p99 {q[98]:7.2f}"
 
 
-def bench_articles(n_articles: int, n_takedowns: int) -> None:
+def bench_articles(n_articles: int, n_takedowns: int, repeat: int) -> None:
     rng = random.Random(7)
     arts = stream(n_articles, rng)
     tds = takedowns(n_takedowns, arts, rng)
-    print(f"1. µs per article: {n_articles:,} articles, {len(tds):,} active takedowns ({len(tds) // 5:,} per scope)\n")
+    print(f"1. µs per article: {n_articles:,} articles, {len(tds):,} active takedowns ({len(tds) // 5:,} per scope)")
+    print(f"   (each row: the median of {repeat} runs by mean, rows interleaved so drift hits them alike)\n")
     lookup: dict[str, int] = {a["canonical_url"]: i for i, a in enumerate(arts[::2])}
-    gc.collect()
-    base = time_calls(lambda a: lookup.get(a["canonical_url"]), arts)
-    rows = [("baseline: dict.get(canonical_url)", base, None)]
+    labels = ["baseline: dict.get(canonical_url)"]
+    cases: list[tuple[bool, list[dict[str, Any]]]] = []
     for json_tables in (False, True):
         kind = "JSON tables" if json_tables else "dict tables"
         for label, active in (("no takedown", []), (f"{len(tds):,} takedowns", tds)):
-            state = state_with(active, json_tables)
-            offsets = iter(range(10**9))
-            counts = {"blocked": 0}
-
-            def step(
-                a: dict[str, Any],
-                state: PartitionState = state,
-                offsets: Iterator[int] = offsets,
-                counts: dict[str, int] = counts,
-            ) -> None:
-                # Outcomes are counted and dropped, as the agent hands them to the producer and forgets them.
-                for o in state.on_article(a, offset=next(offsets), now=NOW):
-                    if not isinstance(o, Published):
-                        counts["blocked"] += 1
-
-            gc.collect()
-            us = time_calls(step, arts)
-            blocked = counts["blocked"]
-            rows.append((f"on_article, {kind}, {label}", us, blocked))
-    for label, us, blocked in rows:
-        ratio = statistics.fmean(us) / statistics.fmean(base)
+            labels.append(f"on_article, {kind}, {label}")
+            cases.append((json_tables, active))
+    runs: dict[str, list[tuple[list[float], int | None]]] = {label: [] for label in labels}
+    for _ in range(repeat):
+        gc.collect()
+        runs[labels[0]].append((time_calls(lambda a: lookup.get(a["canonical_url"]), arts), None))
+        for label, (json_tables, active) in zip(labels[1:], cases, strict=True):
+            runs[label].append(run_stage(arts, state_with(active, json_tables)))
+    base_mean = statistics.median(statistics.fmean(us) for us, _ in runs[labels[0]])
+    for label in labels:
+        us, blocked = sorted(runs[label], key=lambda r: statistics.fmean(r[0]))[len(runs[label]) // 2]
         extra = f"  blocked {blocked:>5}" if blocked is not None else ""
-        print(f"  {label:<44} {summary(us)}  ×{ratio:5.1f}{extra}")
+        print(f"  {label:<44} {summary(us)}  ×{statistics.fmean(us) / base_mean:5.1f}{extra}")
     print()
+
+
+def run_stage(arts: list[dict[str, Any]], state: PartitionState) -> tuple[list[float], int]:
+    """Per-article µs of on_article over `arts`, and how many were not published."""
+    offsets = iter(range(10**9))
+    counts = {"blocked": 0}
+
+    def step(a: dict[str, Any]) -> None:
+        # Outcomes are counted and dropped, as the agent hands them to the producer and forgets them.
+        for o in state.on_article(a, offset=next(offsets), now=NOW):
+            if not isinstance(o, Published):
+                counts["blocked"] += 1
+
+    gc.collect()
+    us = time_calls(step, arts)
+    return us, counts["blocked"]
 
 
 def prefilled(n: int, rng: random.Random) -> tuple[dict[str, Any], dict[str, int]]:
@@ -283,9 +290,10 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=20_000)
     ap.add_argument("--takedowns", type=int, default=10_000)
     ap.add_argument("--published", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     print(f"Python {sys.version.split()[0]}, {Settings().takedown_published_retention_days:g}-day published record\n")
-    bench_articles(args.articles, args.takedowns)
+    bench_articles(args.articles, args.takedowns, args.repeat)
     bench_apply(args.published)
 
 

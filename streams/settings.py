@@ -52,7 +52,7 @@ class Settings:
     # takedown
     takedown_published_retention_days: float = 90.0  # what was published is remembered this long for retroactive
     # retraction (articles.published keeps 90 days); an article published longer ago is no longer retracted
-    takedown_published_max_entries: int = 1_000_000  # hard bound per partition on that record; oldest leave first
+    takedown_published_max_entries: int = 250_000  # per partition (~0.5 KB of RAM each in indexes); oldest leave first
     takedown_reinstate_window_days: float = 30.0  # blocked/retracted articles kept this long for reinstatement on
     # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
     takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
