@@ -195,6 +195,10 @@ class PartitionState:
                 n += 1
         return n
 
+    def _maintain(self, now_ms: int) -> None:
+        if (self._heap and self._heap[0][0] <= now_ms) or len(self._deadline) > self.config.published_max_entries:
+            self.purge(now_ms)
+
     def _forget(self, aid: str) -> None:
         entry = self.articles.get(aid)
         if isinstance(entry, dict):
@@ -215,8 +219,7 @@ class PartitionState:
         if not isinstance(aid, str) or not _ARTICLE_ID.fullmatch(aid):
             return [Rejected("schema_violation", "The article has no valid article_id.", {"pointer": "/article_id"})]
         now_ms = ms(now)
-        if self._heap and self._heap[0][0] <= now_ms:
-            self.purge(now_ms)
+        self._maintain(now_ms)
         f = facts_of(article)
         prev = self.articles.get(aid)
         if not isinstance(prev, dict):
@@ -226,6 +229,8 @@ class PartitionState:
         covering = self.active.covering(f)
         if not covering:
             self._put(aid, entry, prev, f)
+            if prev is None:
+                self._maintain(now_ms)  # the bound holds after every new entry
             return [Published(_published(article))]
         td = self._takedown(covering[0])
         was_out = prev is not None and prev.get("status") == "published"
@@ -242,6 +247,8 @@ class PartitionState:
             why = {"superseded_by_revision": f.revision}
             out.append(Audited(article_entry("retracted", td, article_id=aid, entry=prev, at=now, details=why)))
         self._put(aid, entry, prev, f)
+        if prev is None:
+            self._maintain(now_ms)
         return out
 
     # --- takedowns ---------------------------------------------------------------------------------------
@@ -255,9 +262,7 @@ class PartitionState:
         tid, scope, value = td.get("takedown_id"), td.get("scope"), td.get("value")
         if not (isinstance(tid, str) and isinstance(scope, str) and isinstance(value, str)):
             return []
-        now_ms = ms(now)
-        if self._heap and self._heap[0][0] <= now_ms:
-            self.purge(now_ms)
+        self._maintain(ms(now))
         op = record.get("op")
         if op == "apply":
             return self.apply(td, now=now)
