@@ -70,7 +70,7 @@ class Proc:
 
     def __init__(self, cmd: list[str], env: dict[str, str], log: Path, web_port: int | None = None) -> None:
         self.log_path = log
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(log, "ab")  # closed in stop()
         self.web_port = web_port
         self.started = time.time()
         self.proc = subprocess.Popen(
@@ -200,7 +200,7 @@ async def _delete_group(admin: AIOKafkaAdminClient, group: str, attempts: int = 
     for _ in range(attempts):
         try:
             node = await admin.find_coordinator(group)
-            resp = await admin._send_request_to_node(node, DeleteGroupsRequest([group]))  # noqa: SLF001
+            resp = await admin._send_request_to_node(node, DeleteGroupsRequest([group]))
         except Exception:  # best effort: a group left behind expires with its offsets
             return
         codes = [code for _, code in resp.results]
@@ -221,7 +221,7 @@ def committed_consumer(settings: Settings, **kw: Any) -> AIOKafkaConsumer:
 
 
 async def assign_all(consumer: AIOKafkaConsumer, names: Sequence[str], *, from_end: bool) -> list[TopicPartition]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001
+    await consumer._client.force_metadata_update()
     tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
     if not tps:
         raise RuntimeError(f"no partitions found for {', '.join(names)}")

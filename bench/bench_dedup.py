@@ -19,7 +19,6 @@ is Rust memory that tracemalloc cannot see), per article, beside the stored entr
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
 import json
 import os
@@ -28,12 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,63 +38,16 @@ from streams.codec import rfc3339, short_hash  # noqa: E402
 from streams.outcomes import Duplicate  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.stages.dedup.stage import DedupConfig, DedupState, dedup, expire  # noqa: E402
+from tests.factories import dedup_state as factories  # noqa: E402
+from tests.factories.dedup_state import JsonTable, rss_bytes  # noqa: E402
 
 BBC = ROOT.parent / "shared" / "data" / "bbc_news_fulltext.jsonl"
 T0 = datetime(2025, 8, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=10)
 
 
-class JsonTable(MutableMapping[str, Any]):
-    """A dict of JSON text: every read decodes, every write encodes, like a Faust table's JSON values.
-
-    Kept as str: a million live orjson.dumps() bytes objects fragment glibc's heap to ~8 KB each (orjson
-    allocates a large buffer, then shrinks it in place), which would swamp the figures measured here.
-    """
-
-    def __init__(self) -> None:
-        self._data: dict[str, str] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        return orjson.loads(self._data[key])
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._data[key] = orjson.dumps(value).decode()
-
-    def __delitem__(self, key: str) -> None:
-        del self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def raw_bytes(self) -> int:
-        return sum(len(v) for v in self._data.values())
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def prefill(n: int, articles: JsonTable, content: JsonTable, num_perm: int, seed: int = 1) -> None:
-    rng = random.Random(seed)
-    base_ms = int(T0.timestamp() * 1000)
-    for i in range(n):
-        aid = f"{rng.getrandbits(128):032x}"
-        rev = f"{rng.getrandbits(128):032x}"
-        articles[aid] = {
-            "canonical_url": f"https://www.site{i % 997}.example/news/2025/08/{i}",
-            "revision": rev,
-            "revision_number": 1,
-            "previous_revisions": [],
-            "cluster_id": aid,
-            "event_ms": base_ms + i * 500,  # spread over the days before the queries
-            "source": f"site{i % 997}",
-            "signature": base64.b64encode(rng.randbytes(4 * num_perm)).decode("ascii"),
-        }
-        content[rev] = aid
+    factories.prefill(n, articles, content, num_perm, base_ms=int(T0.timestamp() * 1000), seed=seed)
 
 
 def query_articles(q: int) -> list[tuple[str, str]]:
@@ -158,12 +107,12 @@ def one(n: int, q: int, threshold: float, num_perm: int) -> dict[str, Any]:
 
     state = DedupState(cfg, articles, content)
     gc.collect()
-    before = rss()
+    before = rss_bytes()
     t = time.perf_counter()
     count = state.rebuild()
     rebuild_s = time.perf_counter() - t
     gc.collect()
-    index_bytes = rss() - before
+    index_bytes = rss_bytes() - before
     assert count == n
 
     texts = query_articles(q)

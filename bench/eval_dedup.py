@@ -17,6 +17,7 @@ URL without tracking parameters, article_id and revision via streams.codec.short
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from streams.codec import rfc3339, short_hash  # noqa: E402
 from streams.outcomes import Duplicate  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 from streams.stages.dedup.shingles import shingles, tokens  # noqa: E402
 from streams.stages.dedup.stage import DedupConfig, DedupState, dedup  # noqa: E402
 
@@ -256,7 +258,11 @@ NUM_PERM = [128]  # set from --num-perm
 
 
 def config(threshold: float) -> DedupConfig:
-    return DedupConfig(threshold=threshold, window_days=3650, max_entries=10_000_000, num_perm=NUM_PERM[0])
+    # production settings but the threshold and permutations explored; a window and bound that keep everything
+    base = DedupConfig.from_settings(Settings())
+    return dataclasses.replace(
+        base, threshold=threshold, window_days=3650, max_entries=10_000_000, num_perm=NUM_PERM[0]
+    )
 
 
 def fresh(threshold: float) -> DedupState:

@@ -1,49 +1,51 @@
-"""Builds the Faust app: settings, topics from the registry, the selected stages' agents, web endpoints, timers."""
+"""Builds a worker: the Faust app, the registry's topics, the selected stages, the web server and the ticks.
+
+A stage registers itself through the Pipeline's explicit API (`add_table`, `add_readiness`, `add_service`,
+`add_route`, `ticks.add`) and its agents through `streams.agents.runner`; nothing else is mutated from outside.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.types import TP
+from mode import Service
 
-from streams import __version__, eos, topics
+from streams import __version__, eos, schemas, topics
 from streams.kafka.local import KAFKA_VERSION, parse_bootstrap
 from streams.local_state import LocalState
 from streams.logs import event
 from streams.metrics import Metrics
-from streams.observability import Observability
+from streams.observability import ConsumerFacts, Observability
 from streams.settings import Settings
+from streams.ticks import Ticks
+from streams.web import Handler, WebServer
 
 log = logging.getLogger("streams.app")
-
-# Stage name -> "module:function" that registers its agents on a Pipeline. Order is the flow order.
-STAGE_MODULES: dict[str, str] = {
-    "normalize": "streams.agents.normalize:register",
-    "dedup": "streams.agents.dedup:register",
-}
 
 
 class Pipeline:
     """One worker's Faust app with the chosen stages; several with the same settings form one consumer group."""
 
     def __init__(self, settings: Settings, stages: list[str] | None = None, metrics: Metrics | None = None) -> None:
-        eos.install()
+        from streams.agents import STAGES
+
+        schemas.check_all()  # every contract file is valid JSON Schema, or the worker does not start
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.metrics.build_info.info({"version": __version__, "kafka_version": KAFKA_VERSION})
-        self.stages = select_stages(stages if stages is not None else settings.stages)
-        self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
-        self.readiness: dict[str, Callable[[], bool]] = {}  # more conditions of /ready, added by stages
+        self.stages = select_stages(stages if stages is not None else settings.stages, list(STAGES))
         self.app = faust.App(
             settings.group_id,
             broker=[f"kafka://{a}" for a in parse_bootstrap(settings.kafka_bootstrap)],
             processing_guarantee=settings.processing_guarantee,
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,
-            web_enabled=False,  # streams.observability serves /metrics, /health, /ready before recovery ends
+            web_enabled=False,  # streams.web serves /metrics, /health, /ready before recovery ends
             web_host=settings.web_host,
             web_bind=settings.web_host,
             web_port=settings.web_port,
@@ -53,54 +55,93 @@ class Pipeline:
             topic_partitions=settings.topic_partitions,
             topic_replication_factor=settings.topic_replication,
             table_standby_replicas=settings.table_standby_replicas,
-            producer_max_request_size=11 * 1024 * 1024,
-            consumer_max_fetch_size=11 * 1024 * 1024,
+            producer_max_request_size=topics.MAX_REQUEST_BYTES,
+            consumer_max_fetch_size=topics.MAX_REQUEST_BYTES,
             consumer_auto_offset_reset="earliest",
-            broker_commit_interval=0.5,
+            broker_commit_interval=settings.commit_interval_seconds,
             broker_session_timeout=settings.session_timeout_seconds,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
             autodiscover=False,
             version=1,
         )
+        eos.install(self.app)  # refuses to run on a Faust it was not written for
+        self.facts = ConsumerFacts(self.app)
+        self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
+        self._readiness: dict[str, Callable[[], bool]] = {}
+        self._services: list[Service] = []
+        self._topics: dict[tuple[str, ...], Any] = {}
+        self.web = WebServer(settings.web_host, settings.web_port, max_body_bytes=settings.web_max_body_bytes)
+        self.ticks = Ticks(self)
         self.local_state = LocalState(self.app.conf.tabledir, settings.processing_guarantee == "exactly_once")
         self.local_state_discarded = False  # set by the worker command before Faust opens the tables
+        self.observability = Observability(self)
         self._register_events()
-        self.observability = Observability(self)  # started by the Faust worker beside the app
-        self.services: list[Any] = [self.observability]  # every service the worker runs beside the app
         for name in self.stages:
-            _load(STAGE_MODULES[name])(self)
+            STAGES[name](self)
 
-    def topic(self, logical: str) -> faust.TopicT:
+    # -- what stages register ---------------------------------------------------------------------------------
+    def add_table(self, name: str, table: Any) -> Any:
+        """A Faust table of a stage: its recovery is exported and /ready waits for it."""
+        if name in self.tables:
+            raise ValueError(f"table {name} is already registered")
+        self.tables[name] = table
+        return table
+
+    def add_readiness(self, name: str, check: Callable[[], bool]) -> None:
+        """One more condition of /ready (e.g. an in-memory index built); its name is reported while false."""
+        self._readiness[name] = check
+
+    def add_service(self, service: Service) -> None:
+        """A service the worker starts beside the app and stops with it."""
+        self._services.append(service)
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """An HTTP route on the worker's one web server (STREAMS_WEB_HOST:STREAMS_WEB_PORT)."""
+        self.web.add_route(method, path, handler)
+
+    @property
+    def services(self) -> list[Service]:
+        """Every service the worker runs beside the app."""
+        return [self.web, self.observability, self.ticks, *self._services]
+
+    # -- topics ---------------------------------------------------------------------------------------------------
+    def topic(self, logical: str) -> Any:
         """A registry topic as a Faust channel of raw bytes (we encode and decode with orjson ourselves)."""
-        t = topics.get(logical)
-        return self.app.topic(
-            t.physical(self.settings),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=t.partition_count(self.settings),
-        )
+        return self.channel(logical)
 
-    def recovery(self) -> Any:
-        """Faust's table recovery service (None before the app has tables)."""
-        return self.app.tables.recovery if self.app.tables else None  # type: ignore[attr-defined]
+    def channel(self, *logical: str) -> Any:
+        """One Faust channel over one or more registry topics (a stage reading several topics in one stream)."""
+        cached = self._topics.get(logical)
+        if cached is None:
+            ts = [topics.get(name) for name in logical]
+            counts = {t.partition_count(self.settings) for t in ts}
+            if len(counts) != 1:
+                raise ValueError(f"topics read in one stream must be co-partitioned: {logical}")
+            cached = self._topics[logical] = self.app.topic(
+                *[t.physical(self.settings) for t in ts],
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=counts.pop(),
+            )
+        return cached
 
     def source_topics(self) -> set[str]:
         """The topics the agents read (not table changelogs nor Faust's internal assignor topic)."""
         return {t for agent in self.app.agents.values() for t in agent.channel.topics}
 
-    # -- readiness ----------------------------------------------------------------------------------
-    def consumer_started(self) -> bool:
-        consumer = getattr(self.app, "_consumer", None)
-        return consumer is not None and getattr(consumer._thread, "_consumer", None) is not None  # noqa: SLF001
+    def table_extra_config(self, logical_topic: str) -> dict[str, str]:
+        """Changelog settings so a table can hold what a topic's records hold (max.message.bytes)."""
+        return {"max.message.bytes": str(topics.get(logical_topic).max_message_bytes)}
 
+    # -- readiness ------------------------------------------------------------------------------------------------
     def is_ready(self) -> tuple[bool, dict[str, Any]]:
-        assigned = len(self.app.consumer.assignment()) if self.consumer_started() else 0
-        recovery = self.recovery()
+        assigned = len(self.facts.assignment())
+        recovery = self.facts.recovery()
         recovering = bool(recovery and (recovery.in_recovery or recovery.active_remaining_total() > 0))
-        rebalancing = bool(getattr(self.app, "rebalancing", False))
-        waiting_for = sorted(name for name, check in self.readiness.items() if not check())
+        rebalancing = self.facts.rebalancing()
+        waiting_for = sorted(name for name, check in self._readiness.items() if not check())
         ready = assigned > 0 and not recovering and not rebalancing and not waiting_for
         facts = {"assigned_partitions": assigned, "recovering": recovering, "rebalancing": rebalancing}
         return ready, {**facts, "waiting_for": waiting_for}
@@ -127,25 +168,17 @@ class Pipeline:
 
 
 def _advertised_host(bind: str) -> str:
-    import socket
-
     return socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind
 
 
-def select_stages(spec: str | list[str]) -> list[str]:
+def select_stages(spec: str | list[str], known: list[str]) -> list[str]:
+    """The stages named by `spec` ("all", "normalize,dedup" or a list), in flow order."""
     names = (
-        list(STAGE_MODULES)
+        list(known)
         if spec in ("all", ["all"])
         else ([s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec))
     )
-    unknown = [n for n in names if n not in STAGE_MODULES]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGE_MODULES)}")
-    return [n for n in STAGE_MODULES if n in names]
-
-
-def _load(ref: str) -> Callable[[Pipeline], None]:
-    import importlib
-
-    module, _, func = ref.partition(":")
-    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [n for n in known if n in names]

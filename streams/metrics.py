@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 # The _created series double every counter for no use on dashboards.
@@ -34,6 +36,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._totals: dict[int, tuple[int, float]] = {}
         r = self.registry
         self.build_info = Info("streams_build", "Version of article-streams and the pinned Kafka.", registry=r)
         self.events_in = Counter("streams_events_in_total", "Events a stage consumed.", ["stage"], registry=r)
@@ -109,16 +112,30 @@ class Metrics:
         self.ready = Gauge("streams_worker_ready", "1 when partitions are assigned and state is recovered.", registry=r)
         self.redeliveries_skipped = Counter(
             "streams_redeliveries_skipped_total",
-            "Records not processed: already processed in this consumer generation, or from a revoked one.",
+            "Records the exactly-once gate did not process: fetched before a seek or in an older consumer "
+            "generation, already processed, after a hole, or while their transaction was being rewound.",
             ["stage", "reason"],
             registry=r,
         )
         self.stage_errors = Counter(
             "streams_stage_errors_total",
-            "Unexpected errors inside a stage (the event is rejected as internal_error).",
+            "Unexpected errors inside a stage: the record is refused as internal_error on articles.rejected, "
+            "with its bytes, and the stage goes on.",
             ["stage"],
             registry=r,
         )
+
+    def sync_total(self, child: Any, total: float, *, source: int) -> None:
+        """Advance a counter series to a cumulative total that a stage object keeps itself.
+
+        `source` names that object (a counter the caller bumps when it builds a new one, whose totals start
+        again from 0): a new source counts from its own 0."""
+        last_source, last = self._totals.get(id(child), (None, 0.0))
+        if last_source is not source:
+            last = 0.0
+        if total > last:
+            child.inc(total - last)
+        self._totals[id(child)] = (source, max(last, total))
 
     def prime(self, stage: str, outcomes: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> None:
         """Create a stage's series at 0 at start-up, so the first burst after a start shows as an increase."""
@@ -126,8 +143,6 @@ class Metrics:
         self.processing_seconds.labels(stage)
         self.end_to_end_seconds.labels(stage)
         self.stage_errors.labels(stage)
-        for why in ("stale_generation", "already_processed"):
-            self.redeliveries_skipped.labels(stage, why)
         for outcome in outcomes:
             self.events_out.labels(stage, outcome)
         for reason in reasons:

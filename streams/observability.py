@@ -1,8 +1,10 @@
-"""The worker's /metrics, /health and /ready, and its state gauges, served from the first second.
+"""/metrics, /health and /ready, the periodic export of lag, recovery and readiness, and the one adapter that
+reads consumer facts out of Faust.
 
 Faust starts its own web server and timers only once table recovery has finished, so a worker restoring a
-large dedup state would expose nothing for minutes: no recovery progress, and a liveness probe that fails
-exactly when it matters. This service is started by the Faust worker beside the app and does not wait.
+large dedup state would expose nothing for minutes. These routes are served by `streams.web.WebServer` from
+the first second, and the exporter runs beside the app. Every read of a Faust private field outside
+`streams.eos` goes through `ConsumerFacts`, so a Faust upgrade has one place to check.
 """
 
 from __future__ import annotations
@@ -24,31 +26,55 @@ log = logging.getLogger("streams.observability")
 EXPORT_INTERVAL_SECONDS = 2.0
 
 
+class ConsumerFacts:
+    """What a Faust app's consumer knows, read through one narrow interface (Faust has no public one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def started(self) -> bool:
+        consumer = getattr(self.app, "_consumer", None)
+        thread = getattr(consumer, "_thread", None)
+        return consumer is not None and getattr(thread, "_consumer", None) is not None
+
+    def assignment(self) -> set[Any]:
+        return set(self.app.consumer.assignment()) if self.started() else set()
+
+    def actives(self) -> set[Any]:
+        """Partitions this worker processes (not standby replicas)."""
+        try:
+            return set(self.app.assignor.assigned_actives())
+        except Exception:  # before the first assignment
+            return set()
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
+
+    def committed(self, tp: Any) -> int | None:
+        return self.app.consumer._committed_offset.get(tp)  # type: ignore[no-any-return]
+
+    def rebalancing(self) -> bool:
+        return bool(getattr(self.app, "rebalancing", False))
+
+    def recovery(self) -> Any:
+        """Faust's table recovery service (None before the app has tables)."""
+        return self.app.tables.recovery if self.app.tables else None
+
+
 class Observability(Service):
     """HTTP endpoints and the periodic export of consumer lag, recovery progress and readiness."""
 
     def __init__(self, pipeline: Pipeline, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
-        self._runner: web.AppRunner | None = None
+        self.facts = pipeline.facts
         self._lag_keys: set[tuple[str, str]] = set()
         self._recovery_totals: dict[str, int] = {}
         self._recovering_since: float | None = None
         self._recovered_logged = False
-
-    async def on_start(self) -> None:
-        s = self.pipeline.settings
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/ready", self._ready)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, s.web_host, s.web_port).start()
-
-    async def on_stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        pipeline.add_route("GET", "/metrics", self._metrics)
+        pipeline.add_route("GET", "/health", self._health)
+        pipeline.add_route("GET", "/ready", self._ready)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.pipeline.metrics.registry)
@@ -65,40 +91,33 @@ class Observability(Service):
     async def _exporter(self) -> None:
         while not self.should_stop:
             try:
-                await self.export()
+                self.export()
             except Exception:  # a metrics glitch must never take the worker down
                 log.exception("exporting worker state failed")
             await self.sleep(EXPORT_INTERVAL_SECONDS)
 
-    async def export(self) -> None:
-        await self._export_lag()
+    def export(self) -> None:
+        self._export_lag()
         self._export_recovery()
         ready, _ = self.pipeline.is_ready()
         self.pipeline.metrics.ready.set(1 if ready else 0)
 
-    async def _export_lag(self) -> None:
-        app, metrics = self.pipeline.app, self.pipeline.metrics
-        consumer = getattr(app, "_consumer", None)
-        if consumer is None or not self.pipeline.consumer_started():
+    def _export_lag(self) -> None:
+        metrics = self.pipeline.metrics
+        if not self.facts.started():
             return
         seen = set()
         sources = self.pipeline.source_topics()
-        pending = {m.tp for m in list(consumer._unacked_messages)}  # noqa: SLF001 - no public accessor
-        for tp in consumer.assignment():
+        for tp in self.facts.assignment():
             if tp.topic not in sources:  # changelogs and Faust's assignor topic are not consumer progress
                 continue
-            hw = consumer.highwater(tp)
+            hw = self.facts.highwater(tp)
             if hw is None:
                 continue
-            committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
+            committed = self.facts.committed(tp)
+            # Under exactly-once the commit covers the markers after the last record once it is processed
+            # (streams.eos), so a drained partition reads 0.
             lag = max(0, hw - (committed if committed is not None else 0))
-            if lag and tp not in pending:
-                # Exactly-once leaves a commit marker after the last record, which the committed offset never
-                # passes: once everything fetched is processed and the fetch position has reached the high
-                # watermark, the rest of the gap is markers, not records.
-                position = await consumer.position(tp)
-                if position is not None and position >= hw:
-                    lag = 0
             key = (tp.topic, str(tp.partition))
             seen.add(key)
             metrics.consumer_lag.labels(*key).set(lag)
@@ -108,7 +127,7 @@ class Observability(Service):
 
     def _export_recovery(self) -> None:
         p = self.pipeline
-        recovery = p.recovery()
+        recovery = self.facts.recovery()
         if recovery is None or not p.tables:
             return
         remaining = recovery.active_remaining() if recovery.in_recovery else {}

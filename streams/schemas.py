@@ -82,3 +82,19 @@ def check_all() -> list[str]:
     for n in names:
         validator(n)
     return names
+
+
+@functools.cache
+def enum(name: str, pointer: str) -> tuple[str, ...]:
+    """The values of the `enum` at JSON pointer `pointer` of schema `name`: codes come from the contract file.
+
+    >>> "invalid_json" in enum("rejection.v1.json", "/properties/reason")
+    True
+    """
+    node: Any = load(name)
+    for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    values = node.get("enum") if isinstance(node, dict) else None
+    if not isinstance(values, list):
+        raise KeyError(f"{name}{pointer} has no enum")
+    return tuple(str(v) for v in values if v is not None)

@@ -25,6 +25,7 @@ class Settings:
     app_id: str = "article-streams"  # consumer group id (the prefix is added)
     processing_guarantee: str = "exactly_once"  # or at_least_once
     session_timeout_seconds: float = 60.0  # a worker silent this long is dropped and its partitions move
+    commit_interval_seconds: float = 0.5  # how often each transaction commits (latency vs. throughput)
     # Embedded broker (streams kafka start)
     kafka_home: str = field(default_factory=_default_cache)  # jar cache and broker data, outside the repo
     kafka_controller_port: int = 9093
@@ -33,6 +34,7 @@ class Settings:
     stages: str = "all"  # comma-separated stage names, or all
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_max_body_bytes: int = 64 * 1024  # request bodies larger than this are refused with 413
     data_dir: str = "var"  # Faust table state (RocksDB) lives here
     store: str = "rocksdb"  # rocksdb or memory
     table_standby_replicas: int = 1
@@ -49,6 +51,8 @@ class Settings:
     dedup_shingle_size: int = 3
     dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
+    dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
+    dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
     # takedown
     takedown_published_retention_days: float = 90.0  # what was published is remembered this long for retroactive
     # retraction (articles.published keeps 90 days); an article published longer ago is no longer retracted

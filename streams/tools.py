@@ -116,7 +116,7 @@ async def records(
     try:
         parts = consumer.partitions_for_topic(name)
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic
+            await consumer._client.force_metadata_update()  # fresh topic
             parts = consumer.partitions_for_topic(name) or set()
         if not parts:
             raise SystemExit(f"topic {name} does not exist (run `streams topics create`)")

@@ -8,6 +8,9 @@ from streams.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 MIB = 1024 * 1024
+# The largest request a client sends or fetches: above the largest topic's max.message.bytes (articles.raw,
+# 10 MiB), so that oversized events arrive and are refused with a reason instead of failing at the producer.
+MAX_REQUEST_BYTES = 11 * MIB
 
 
 @dataclass(frozen=True)

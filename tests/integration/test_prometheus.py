@@ -77,7 +77,7 @@ def context(prom: PrometheusServer, worker: Any) -> str:
     """What a failure message needs: the scrape target's state, and both processes' logs."""
     try:
         targets = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in prom.targets()]
-    except Exception as exc:  # noqa: BLE001 - context for a failure, never a failure of its own
+    except Exception as exc:  # context for a failure, never a failure of its own
         targets = [f"(targets unavailable: {exc})"]
     return f"scrape targets: {targets}\n--- worker log ---\n{worker.tail(40)}\n--- prometheus log ---\n{prom.tail(15)}"
 

@@ -24,6 +24,10 @@ Rules (held articles sorted in canonical order):
 - Everything is a function of the records (offsets, timestamps), never of the clock: replaying the log after
   a crash releases the same articles in the same order.
 
+Ticks. On a quiet sequence no article arrives to move the watermark and release the last held ones, so the
+worker that owns the sequence sends a tick record (``TICK_KEY``, ``{"tick_ms"}``, `tick_record`) when
+`ReorderHold.tick_due` says so; it carries no data and only moves the watermark.
+
 The held articles live in a Faust table (``key`` → ``{"article", "arrival_ms"}``, key = the zero-padded offset
 in the sequence), so a crash loses nothing; this class is the in-memory order over them, rebuilt from the
 table after recovery.
@@ -37,6 +41,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.codec import dumps
+
+TICK_KEY = b"\x00reorder-hold-tick"  # the key of a tick record in the sequence (no article_id starts with NUL)
+
 
 @dataclass(order=True)
 class Held:
@@ -46,6 +54,21 @@ class Held:
     arrival_ms: int = field(compare=False)
     article: dict[str, Any] = field(compare=False)
     order: tuple[int, int] = field(compare=False, default=(0, 0))  # (event ms, source rank), computed once
+
+
+def is_tick(key: bytes | None, value: Any) -> bool:
+    """Whether a record of the sequence (key, decoded value) is a tick of the reorder hold rather than an article."""
+    return key == TICK_KEY and isinstance(value, dict) and "tick_ms" in value
+
+
+def tick_record(now_ms: int) -> tuple[bytes, bytes]:
+    """(key, value) of a tick sent into the sequence at `now_ms`; send it with timestamp `now_ms` as well."""
+    return TICK_KEY, dumps({"tick_ms": now_ms})
+
+
+def tick_due(hold: ReorderHold | None, now_ms: int, slack_ms: int) -> bool:
+    """`hold.tick_due(now_ms, slack_ms)`, False before there is a hold (before the first rebuild)."""
+    return hold is not None and hold.tick_due(now_ms, slack_ms)
 
 
 def sequence_key(offset: int) -> str:
@@ -117,11 +140,15 @@ class ReorderHold:
         self._forget(aid, h.key)
 
     def _forget(self, aid: str, key: str) -> None:
+        self._groups[aid].remove(key)
+        self._reanchor(aid)
+
+    def _reanchor(self, aid: str) -> None:
+        """After events of `aid` left: drop its group when empty; if its first event left, the next one places it."""
         keys = self._groups[aid]
-        keys.remove(key)
         if not keys:
             del self._groups[aid], self._group_rank[aid]
-        elif self._group_rank[aid][2] == key:  # its first event left: the next one places the group
+        elif self._group_rank[aid][2] not in self._held:
             first = self._held[keys[0]]
             self._set_rank(aid, (*first.order, first.key))
 
@@ -167,13 +194,22 @@ class ReorderHold:
             self._groups[aid].remove(h.key)
             touched.add(aid)
         for aid in touched:
-            keys = self._groups[aid]
-            if not keys:
-                del self._groups[aid], self._group_rank[aid]
-            elif self._group_rank[aid][2] not in self._held:  # its first event left: the next one places it
-                first = self._held[keys[0]]
-                self._set_rank(aid, (*first.order, first.key))
+            self._reanchor(aid)
         return out
+
+    def tick_due(self, now_ms: int, slack_ms: int) -> bool:
+        """Whether a tick should be sent into the sequence now (`now_ms`: the wall clock).
+
+        A tick is needed while articles are held, the oldest is due by the clock, and no record has brought the
+        watermark within `slack_ms` of the clock (on a busy sequence the articles themselves move it; ticks are
+        for quiet ones). Ticks continue once per interval until the hold is empty: an article due may still
+        wait for one that sorts before it."""
+        if not len(self):
+            return False
+        oldest = self.oldest_arrival_ms()
+        if oldest is None or now_ms < oldest + self.hold_ms:
+            return False
+        return self.watermark_ms is None or self.watermark_ms < now_ms - slack_ms
 
     def reorders(self, released: Iterable[Held]) -> int:
         """How many of `released` are decided after an article that reached the sequence later than them."""

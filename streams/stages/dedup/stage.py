@@ -16,7 +16,7 @@ is caught whichever input partition it arrived on):
 5. otherwise first seen → Unique, ``dedup = {cluster_id: article_id, revision_number: 1,
    previous_revision: null, is_update: false}``.
 
-Example (threshold 0.8): A = "https://a.example/x" with text T at 10:00 is Unique (cluster A). B at
+Example (threshold 0.6): A = "https://a.example/x" with text T at 10:00 is Unique (cluster A). B at
 "https://b.example/y" with text T is Duplicate(same_content, duplicate_of=A). C at "https://c.example/z" with
 a new headline and an agency dateline on T (J ≈ 0.9) is Duplicate(near, similarity≈0.9, duplicate_of=A,
 cluster_id=A).
@@ -33,305 +33,75 @@ the reorder hold in front of this function (``streams.stages.dedup.reorder``) ma
 that arrive close together in this same order.
 
 State. ``articles`` (article_id → entry) and ``content`` (revision → article_id) are injected mappings of
-JSON values (Faust tables in production, dicts in tests); an entry is about 0.9 KB (the 128-value signature
-is 684 base64 characters). In memory there is only the LSH index (rensa, keyed by small integer slots), the
-slot ↔ article_id maps and a heap for expiry; `DedupState.rebuild` recreates them from ``articles`` after a
-restart. `expire` evicts by ingestion time (``ingested_at``, the raw record's Kafka timestamp: older than
-``window_days`` before the watermark, the highest ingestion time seen, clamped to the clock so one record
-dated 2099 cannot flush the index) and by ``max_entries`` (oldest first). Retention runs on ingestion rather
-than publication time so that an archive article published years ago but ingested today still catches its
-re-sends for the whole window; publication time orders canonicals. The agent calls it after each article;
-it costs O(1) when nothing is due.
+JSON values (Faust tables in production, dicts in tests); an entry is about 0.6 KB (a 64-value signature is
+344 base64 characters). The in-memory index over them is `streams.stages.dedup.index.DedupState`; `expire`
+evicts by ingestion time (``ingested_at``, the raw record's Kafka timestamp) and by ``max_entries``.
+Retention runs on ingestion rather than publication time so that an archive article published years ago but
+ingested today still catches its re-sends for the whole window; publication time orders canonicals.
+
+`Deduplicator` is the whole stage as one object for the agent: one record of the sequence in (an article or
+a reorder-hold tick), the decisions it releases out, in order, with the hold and expiry applied.
 """
 
 from __future__ import annotations
 
-import heapq
-from array import array
-from collections.abc import Iterable, MutableMapping
+import functools
+import logging
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import rensa
 
-from streams.codec import parse_rfc3339, rfc3339, short_hash
-from streams.outcomes import Duplicate, Unique
-from streams.stages.dedup.shingles import (
-    MinHasher,
-    decode_signature,
-    encode_signature,
-    optimal_num_bands,
-    similarity,
-)
+from streams import schemas
+from streams.codec import rfc3339
+from streams.outcomes import Duplicate, Rejected, Unique
+from streams.stages.dedup import article as fields
+from streams.stages.dedup.config import DedupConfig
+from streams.stages.dedup.index import DedupState, index_bytes
+from streams.stages.dedup.reorder import ReorderHold, is_tick, sequence_key
+from streams.stages.dedup.shingles import encode_signature
+
+__all__ = [
+    "MATCHES",
+    "VERSION",
+    "DedupConfig",
+    "DedupState",
+    "DedupStats",
+    "Deduplicator",
+    "dedup",
+    "expire",
+    "index_bytes",
+]
 
 VERSION = "1"  # recorded under article["pipeline"]["dedup"]
 MAX_KEPT_REVISIONS = 8  # older revisions of one URL remembered for re-sends and syndicated copies
-_DAY_MS = 86_400_000
-_SLOT_BITS = 32  # a heap item is event_ms << 32 | slot
-_SLOT_MASK = (1 << _SLOT_BITS) - 1
-
-# Memory of the in-memory index, fitted to RSS measurements of rensa 0.5.0 (bench/bench_dedup.py and 100k-1.5M
-# keys): each band is a hash table whose buckets cost ~67 bytes, with capacity the next power of two above
-# n * 8/7, plus ~8 bytes per key; so 95-165 bytes per band per article depending on where n falls between
-# two doublings. Python side (CPython 3.11): slot dicts, slot list, event-time array, heap ~220 bytes.
-LSH_BYTES_PER_BUCKET = 67
-LSH_BYTES_PER_KEY = 8
-PY_BYTES_PER_ENTRY = 220
+log = logging.getLogger("streams.dedup")
 
 
-@dataclass(frozen=True)
-class DedupConfig:
-    """Thresholds and bounds of the dedup stage (from Settings.dedup_* and source_priority)."""
-
-    threshold: float = 0.8  # estimated Jaccard similarity at or above which a copy is a near duplicate
-    window_days: float = 30.0  # entries ingested longer ago than this (before the watermark) leave the index
-    max_entries: int = 2_000_000  # hard bound on the index; the oldest leave first
-    num_perm: int = 128
-    shingle_size: int = 3  # words per shingle
-    source_priority: tuple[str, ...] = ()  # source ids/names; earlier wins ties on event time
-    num_bands: int | None = None  # LSH bands; None chooses from the threshold (optimal_num_bands)
-    max_candidates: int = 256  # LSH candidates verified per article at most (bounds latency on floods)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"dedup threshold must be in (0, 1], got {self.threshold}")
-        if self.window_days <= 0 or self.max_entries < 1 or self.max_candidates < 1:
-            raise ValueError("dedup window_days, max_entries and max_candidates must be positive")
-        if self.num_bands is not None and (self.num_bands < 1 or self.num_perm % self.num_bands):
-            raise ValueError(f"num_bands must divide num_perm ({self.num_perm}), got {self.num_bands}")
-
-    @classmethod
-    def from_settings(cls, s: Any) -> DedupConfig:
-        return cls(
-            threshold=float(s.dedup_threshold),
-            window_days=float(s.dedup_window_days),
-            max_entries=int(s.dedup_max_entries),
-            num_perm=int(s.dedup_num_perm),
-            shingle_size=int(s.dedup_shingle_size),
-            source_priority=tuple(s.source_priority_list),
-        )
-
-    @property
-    def window_ms(self) -> int:
-        return int(self.window_days * _DAY_MS)
-
-    @property
-    def bands(self) -> int:
-        return self.num_bands or optimal_num_bands(self.threshold, self.num_perm)
+@functools.cache
+def _matches() -> tuple[str, ...]:
+    return tuple(schemas.load("duplicate.v1.json")["properties"]["match"]["enum"])
 
 
-class DedupState:
-    """The injected mappings (``articles``: article_id → entry, ``content``: revision → article_id) plus the
-    in-memory LSH index over them, the expiry heap and the eviction counters."""
-
-    def __init__(
-        self,
-        config: DedupConfig,
-        articles: MutableMapping[str, Any],
-        content: MutableMapping[str, Any],
-    ) -> None:
-        self.config = config
-        self.articles = articles
-        self.content = content
-        self.hasher = MinHasher(config.num_perm, config.shingle_size)
-        self.num_bands = config.bands
-        self._rank = {name: i for i, name in enumerate(config.source_priority)}
-        self.evictions: dict[str, int] = {"window": 0, "capacity": 0}  # cumulative, for metrics
-        self.truncated_queries = 0  # articles whose LSH candidates exceeded max_candidates
-        self.watermark_ms: int | None = None
-        self._reset_index()
-
-    def _reset_index(self) -> None:
-        self.lsh = rensa.RMinHashLSH(self.config.threshold, self.config.num_perm, self.num_bands)
-        self._slot_of: dict[str, int] = {}
-        self._id_of: list[str | None] = []
-        self._free: list[int] = []
-        self._slot_ms = array("q")  # event time (ms) of the article in each slot
-        self._heap: list[int] = []  # event_ms << 32 | slot, the expiry order; stale items skipped when popped
-
-    # --- in-memory index ---------------------------------------------------------------------------------
-
-    def size(self) -> int:
-        """Articles in the index."""
-        return len(self._slot_of)
-
-    def index_bytes_estimate(self) -> int:
-        """Estimated bytes of the in-memory index (the mappings are on disk and not counted)."""
-        return index_bytes(self.size(), self.num_bands)
-
-    def rebuild(self) -> int:
-        """Recreates the LSH index and the expiry heap from ``articles`` (after a restart); returns the count.
-
-        Entries that cannot be read (not a dict, bad signature) are left in the mapping but not indexed.
-        """
-        self._reset_index()
-        watermark: int | None = None
-        heap = self._heap
-        id_of = self._id_of
-        slot_of = self._slot_of
-        slot_ms = self._slot_ms
-        batch: list[rensa.RMinHash] = []
-        start = 0
-        for article_id, entry in self.articles.items():
-            try:
-                event_ms = int(entry.get("seen_ms", entry["event_ms"]))  # the retention clock
-                sig = entry.get("signature")
-                mh = self.hasher.from_values(decode_signature(sig)) if sig else None
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-            slot = len(id_of)
-            id_of.append(article_id)
-            slot_of[article_id] = slot
-            slot_ms.append(max(event_ms, 0))
-            heap.append(_heap_item(event_ms, slot))
-            watermark = event_ms if watermark is None else max(watermark, event_ms)
-            if mh is None:  # no words: known by URL and content only
-                self._flush(batch, start)
-                batch, start = [], slot + 1
-            else:
-                batch.append(mh)
-                if len(batch) >= 4096:
-                    self._flush(batch, start)
-                    batch, start = [], slot + 1
-        self._flush(batch, start)
-        heapq.heapify(heap)
-        self.watermark_ms = watermark
-        return len(id_of)
-
-    def _flush(self, batch: list[rensa.RMinHash], start: int) -> None:
-        if batch:
-            self.lsh.insert_many(batch, start)
-
-    def _add(self, article_id: str, event_ms: int, mh: rensa.RMinHash | None) -> int:
-        if article_id in self._slot_of:  # its entry vanished from the mapping behind our back
-            self._release(self._slot_of[article_id])
-        event_ms = max(event_ms, 0)
-        slot = self._free.pop() if self._free else len(self._id_of)
-        if slot == len(self._id_of):
-            self._id_of.append(article_id)
-            self._slot_ms.append(event_ms)
-        else:
-            self._id_of[slot] = article_id
-            self._slot_ms[slot] = event_ms
-        self._slot_of[article_id] = slot
-        heapq.heappush(self._heap, _heap_item(event_ms, slot))
-        if mh is not None:
-            self.lsh.insert(slot, mh)
-        return slot
-
-    def _replace_signature(self, slot: int, mh: rensa.RMinHash | None) -> None:
-        self.lsh.remove(slot)
-        if mh is not None:
-            self.lsh.insert(slot, mh)
-
-    def _release(self, slot: int) -> str:
-        article_id = self._id_of[slot]
-        assert article_id is not None
-        self.lsh.remove(slot)
-        self._id_of[slot] = None
-        del self._slot_of[article_id]
-        self._free.append(slot)
-        return article_id
-
-    def _adopt(self, article_id: str, entry: dict[str, Any]) -> None:
-        """Indexes an entry found in the mapping but not in memory (rebuild() was not called)."""
-        sig = entry.get("signature")
-        try:
-            mh = self.hasher.from_values(decode_signature(sig)) if sig else None
-        except ValueError:
-            mh = None
-        try:
-            event_ms = int(entry.get("seen_ms", entry.get("event_ms", 0)))
-        except (TypeError, ValueError):
-            event_ms = 0  # unreadable: first to leave
-        self._add(article_id, event_ms, mh)
-
-    def _evict(self, slot: int) -> str:
-        article_id = self._release(slot)
-        entry = self.articles.pop(article_id, None)
-        if isinstance(entry, dict):
-            for rev in [entry.get("revision"), *entry.get("previous_revisions", ())]:
-                if rev is not None and self.content.get(rev) == article_id:
-                    del self.content[rev]
-        return article_id
-
-    def _is_live(self, item: int) -> bool:
-        """Whether a heap item still describes its slot's article (a released slot leaves a stale item)."""
-        slot = item & _SLOT_MASK
-        return self._id_of[slot] is not None and self._slot_ms[slot] == item >> _SLOT_BITS
-
-    # --- decisions ---------------------------------------------------------------------------------------
-
-    def rank(self, source_key: str) -> int:
-        """Position of a source (source.id, else source.name) in source_priority; unlisted sources rank last."""
-        return self._rank.get(source_key, len(self._rank))
-
-    def order_of(self, article: dict[str, Any], default_ms: int = 2**62) -> tuple[int, int]:
-        """Canonical order of an incoming article: (event time in ms, source rank); the reorder hold uses it.
-        Without a usable time the article sorts at `default_ms`."""
-        return (_event_ms(article, default_ms), self.rank(_source_key(article)))
-
-    def observe(self, event_ms: int, now_ms: int) -> None:
-        """Advances the watermark (the highest event time seen, never past the clock)."""
-        seen = min(event_ms, now_ms)
-        if self.watermark_ms is None or seen > self.watermark_ms:
-            self.watermark_ms = seen
-
-    def candidates(self, mh: rensa.RMinHash, exclude: int | None = None) -> Iterable[tuple[str, dict, float]]:
-        """(article_id, entry, estimated similarity) of LSH candidates at or above the threshold."""
-        slots = self.lsh.query(mh)
-        if len(slots) > self.config.max_candidates:
-            self.truncated_queries += 1
-            slots = sorted(slots)[: self.config.max_candidates]
-        if not slots:
-            return
-        digest = mh.digest()
-        for slot in slots:
-            if slot == exclude or slot >= len(self._id_of):
-                continue
-            article_id = self._id_of[slot]
-            entry = self.articles.get(article_id) if article_id is not None else None
-            if not isinstance(entry, dict) or not entry.get("signature"):
-                continue
-            try:
-                sim = similarity(digest, decode_signature(entry["signature"]))
-            except ValueError:
-                continue
-            if sim >= self.config.threshold:
-                yield article_id, entry, sim  # type: ignore[misc]
-
-
-def index_bytes(n: int, bands: int) -> int:
-    """Estimated memory of an index of n articles with `bands` LSH bands (see the constants above)."""
-    if n <= 0:
-        return 0
-    buckets = 1 << max(2, (n * 8 // 7).bit_length())
-    return bands * (LSH_BYTES_PER_BUCKET * buckets + LSH_BYTES_PER_KEY * n) + PY_BYTES_PER_ENTRY * n
-
-
-def _heap_item(event_ms: int, slot: int) -> int:
-    if slot > _SLOT_MASK:
-        raise OverflowError("more than 2**32 slots")
-    return (max(event_ms, 0) << _SLOT_BITS) | slot
+MATCHES = _matches()  # the match kinds of duplicate.v1 (same_url, same_content, near), read from the schema file
 
 
 def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Unique | Duplicate:
     """Decides whether `article` (article.v1) is new, an update, or a copy; records it in `state`."""
-    now_ms = _ms(now)
-    article_id = str(article.get("article_id") or short_hash(str(article.get("canonical_url", ""))))
+    now_ms = fields.ms(now)
+    article_id = fields.article_id(article)
     text = str(article.get("text") or "")
     title = str(article.get("title") or "")
-    revision = str(article.get("revision") or short_hash(text))
-    event_ms = _event_ms(article, now_ms)
-    seen_ms = _seen_ms(article, now_ms)
-    source = _source_key(article)
+    revision = fields.revision(article, text)
+    seen_ms = fields.seen_ms(article, now_ms)
     state.observe(seen_ms, now_ms)
 
     entry = state.articles.get(article_id)
     if isinstance(entry, dict):
-        if article_id not in state._slot_of:
-            state._adopt(article_id, entry)
+        if article_id not in state:
+            state.adopt(article_id, entry)
         if revision == entry.get("revision") or revision in entry.get("previous_revisions", ()):
             number = int(entry.get("revision_number", 1))
             cluster = str(entry.get("cluster_id", article_id))
@@ -340,24 +110,28 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
 
     mh = state.hasher.minhash(title, text)
     cluster_id, match, sim = _find_copy(state, revision, article_id, mh, exclude=None)
-    new_entry = {
+    state.articles[article_id] = {
         "canonical_url": str(article.get("canonical_url", "")),
         "revision": revision,
         "revision_number": 1,
         "previous_revisions": [],
         "cluster_id": cluster_id or article_id,
-        "event_ms": event_ms,
+        "event_ms": fields.event_ms(article, now_ms),
         "seen_ms": seen_ms,
-        "source": source,
+        "source": fields.source_key(article),
         "signature": encode_signature(mh.digest()) if mh is not None else "",
     }
-    state.articles[article_id] = new_entry
-    state._add(article_id, seen_ms, mh)
+    state.add(article_id, seen_ms, mh)
     if revision not in state.content:
         state.content[revision] = article_id
     if cluster_id is None:
         return Unique(_with_dedup(article, article_id, 1, None, False))
     return _duplicate(article, state, now, match, sim, cluster_id, 1, None)
+
+
+def expire(state: DedupState, *, watermark_ms: int | None = None) -> list[str]:
+    """Evicts what left the window or exceeds max_entries (`DedupState.expire`); returns the evicted ids."""
+    return state.expire(watermark_ms=watermark_ms)
 
 
 def _new_revision(
@@ -370,7 +144,6 @@ def _new_revision(
     title: str,
     text: str,
 ) -> Unique | Duplicate:
-    slot = state._slot_of[article_id]
     mh = state.hasher.minhash(title, text)
     old_revision = str(entry.get("revision"))
     number = int(entry.get("revision_number", 1)) + 1
@@ -383,7 +156,7 @@ def _new_revision(
     match, sim, copy_of = "near", 0.0, None
     if not was_published:
         # This URL was dropped as a copy; its new text may have become original.
-        copy_of, match, sim = _find_copy(state, revision, article_id, mh, exclude=slot)
+        copy_of, match, sim = _find_copy(state, revision, article_id, mh, exclude=article_id)
         cluster_id = copy_of or article_id
     state.articles[article_id] = {
         **entry,
@@ -393,7 +166,7 @@ def _new_revision(
         "cluster_id": cluster_id,
         "signature": encode_signature(mh.digest()) if mh is not None else "",
     }
-    state._replace_signature(slot, mh)
+    state.replace_signature(article_id, mh)
     if revision not in state.content:
         state.content[revision] = article_id
     if copy_of is not None:
@@ -402,7 +175,7 @@ def _new_revision(
 
 
 def _find_copy(
-    state: DedupState, revision: str, article_id: str, mh: rensa.RMinHash | None, exclude: int | None
+    state: DedupState, revision: str, article_id: str, mh: rensa.RMinHash | None, exclude: str | None
 ) -> tuple[str | None, str, float]:
     """(cluster_id, match kind, similarity) of the cluster this text copies, or (None, "", 0.0)."""
     other = state.content.get(revision)
@@ -474,59 +247,135 @@ def _duplicate(
     return Duplicate(record)
 
 
-def expire(state: DedupState, *, watermark_ms: int | None = None) -> list[str]:
-    """Evicts entries older than the window before the watermark, then the oldest beyond max_entries.
+# --- the stage as one object ---------------------------------------------------------------------------------
 
-    `watermark_ms` (event time, ms) raises the state's watermark when given. Returns the evicted
-    article_ids; `state.evictions` counts them by cause ("window", "capacity").
+
+@dataclass(frozen=True)
+class DedupStats:
+    """What the agent exports as metrics. Totals are cumulative over the Deduplicator's life (across
+    rebuilds), so the agent increments its counters by the difference from the previous stats."""
+
+    index_articles: int
+    index_bytes: int
+    held_articles: int
+    evictions: dict[str, int]  # cause ("window", "capacity") -> total
+    reordered_total: int
+    truncated_queries: int
+    internal_errors: int  # articles whose decision raised (a bug): let through as Unique, see on_record
+    ignored_records: int  # sequence records that are neither an article (a JSON object) nor a tick
+
+
+class Deduplicator:
+    """dedup for the single-partition sequence: the reorder hold in front of `dedup`, then `expire`.
+
+    `articles`, `content` and `held` are the three tables (article_id → entry, revision → article_id,
+    sequence key → held article); the in-memory index and hold are rebuilt from them by `rebuild()` (the
+    first `on_record` does it when nobody did). Construct a new one when the partition moves to this worker
+    again. Example, hold off: ``on_record(key=b"id", value=article, offset=7, timestamp_ms=t)`` →
+    ``[Unique(...)]``; hold 2 s: ``[]`` now, and ``[Unique(...)]`` from the first record stamped ≥ t + 2000.
     """
-    if watermark_ms is not None and (state.watermark_ms is None or watermark_ms > state.watermark_ms):
-        state.watermark_ms = watermark_ms
-    evicted: list[str] = []
-    heap = state._heap
-    if state.watermark_ms is not None:
-        cutoff = state.watermark_ms - state.config.window_ms
-        while heap and (heap[0] >> _SLOT_BITS) < cutoff:
-            item = heapq.heappop(heap)
-            if state._is_live(item):
-                evicted.append(state._evict(item & _SLOT_MASK))
-                state.evictions["window"] += 1
-    while state.size() > state.config.max_entries and heap:
-        item = heapq.heappop(heap)
-        if state._is_live(item):
-            evicted.append(state._evict(item & _SLOT_MASK))
-            state.evictions["capacity"] += 1
-    return evicted
 
+    def __init__(
+        self,
+        *,
+        articles: MutableMapping[str, Any],
+        content: MutableMapping[str, Any],
+        held: MutableMapping[str, Any],
+        config: DedupConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self._articles, self._content, self._held = articles, content, held
+        self._clock = clock
+        self._state: DedupState | None = None
+        self._hold: ReorderHold | None = None
+        self._evicted_before = {"window": 0, "capacity": 0}  # totals of the states replaced by rebuild()
+        self._truncated_before = 0
+        self._reordered = 0
+        self._errors = 0
+        self._ignored = 0
 
-def _ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
+    def rebuild(self) -> int:
+        """Recreates the in-memory index and the hold from the three tables; returns the articles indexed."""
+        if self._state is not None:
+            for cause, total in self._state.evictions.items():
+                self._evicted_before[cause] = self._evicted_before.get(cause, 0) + total
+            self._truncated_before += self._state.truncated_queries
+        self._state = self._hold = None
+        state = DedupState(self.config, self._articles, self._content)
+        count = state.rebuild()
+        hold = ReorderHold(self.config.reorder_hold_ms, state.order_of)
+        hold.rebuild(self._held.items())
+        self._state, self._hold = state, hold
+        return count
 
+    def _ready(self) -> tuple[DedupState, ReorderHold]:
+        if self._state is None or self._hold is None:
+            self.rebuild()
+        assert self._state is not None and self._hold is not None
+        return self._state, self._hold
 
-def _first_time_ms(article: dict[str, Any], fields: tuple[str, ...], now_ms: int) -> int:
-    """The first of `fields` that holds an RFC 3339 time, in ms since the epoch; else the clock."""
-    for field in fields:
-        value = article.get(field)
-        if isinstance(value, str) and value:
-            try:
-                return _ms(parse_rfc3339(value))
-            except (ValueError, OverflowError):
-                continue
-    return now_ms
+    def on_record(
+        self, *, key: bytes | None, value: Any, offset: int, timestamp_ms: int
+    ) -> list[Unique | Duplicate | Rejected]:
+        """One record of articles.dedup-sequenced (value JSON-decoded): the decisions it releases, in order.
 
+        The record's timestamp, not the clock, drives the hold, so a replay releases the same way. With the
+        hold off (and nothing held from an earlier setting) an article is decided on arrival.
+        """
+        state, hold = self._ready()
+        tick = is_tick(key, value)
+        if not tick and not isinstance(value, dict):
+            self._ignored += 1
+            return []
+        if not tick and self.config.reorder_hold_ms == 0 and not len(hold):
+            return [self._decide(value, state)]
+        if tick:
+            hold.observe(timestamp_ms)
+        else:
+            held_key = sequence_key(offset)
+            self._held[held_key] = {"article": value, "arrival_ms": timestamp_ms}
+            hold.add(held_key, value, timestamp_ms)
+        released = hold.release()
+        self._reordered += hold.reorders(released)
+        out = []
+        for h in released:
+            out.append(self._decide(h.article, state))
+            del self._held[h.key]
+        return out
 
-def _event_ms(article: dict[str, Any], now_ms: int) -> int:
-    """published_at, else ingested_at, else the clock: orders canonicals."""
-    return _first_time_ms(article, ("published_at", "ingested_at"), now_ms)
+    def _decide(self, article: dict[str, Any], state: DedupState) -> Unique | Duplicate | Rejected:
+        try:
+            outcome: Unique | Duplicate | Rejected = dedup(article, state=state, now=self._clock())
+        except Exception as exc:  # a bug, not bad data: refuse this article (kept whole), decide the others
+            log.exception("dedup failed on %s", article.get("article_id"))
+            self._errors += 1
+            outcome = Rejected(
+                "internal_error",
+                f"dedup raised {type(exc).__name__}: {exc}"[:300],
+                {"stage": "dedup", "error": type(exc).__name__},
+                article=article,
+            )
+        state.expire()
+        return outcome
 
+    def tick_due(self, now_ms: int, slack_ms: int) -> bool:
+        """Whether a tick should be sent into the sequence now (`ReorderHold.tick_due`); False before rebuild."""
+        return self._hold is not None and self._hold.tick_due(now_ms, slack_ms)
 
-def _seen_ms(article: dict[str, Any], now_ms: int) -> int:
-    """When the pipeline first saw the article (ingested_at, else the clock): the retention clock."""
-    return _first_time_ms(article, ("ingested_at",), now_ms)
-
-
-def _source_key(article: dict[str, Any]) -> str:
-    source = article.get("source")
-    if not isinstance(source, dict):
-        return ""
-    return str(source.get("id") or source.get("name") or "")
+    def stats(self) -> DedupStats:
+        state, hold = self._state, self._hold
+        evictions = dict(self._evicted_before)
+        if state is not None:
+            for cause, total in state.evictions.items():
+                evictions[cause] = evictions.get(cause, 0) + total
+        return DedupStats(
+            index_articles=state.size() if state is not None else 0,
+            index_bytes=state.index_bytes_estimate() if state is not None else 0,
+            held_articles=len(hold) if hold is not None else 0,
+            evictions=evictions,
+            reordered_total=self._reordered,
+            truncated_queries=self._truncated_before + (state.truncated_queries if state is not None else 0),
+            internal_errors=self._errors,
+            ignored_records=self._ignored,
+        )

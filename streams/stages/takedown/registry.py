@@ -98,6 +98,11 @@ class TakedownRegistry:
             out[scope] = out.get(scope, 0) + 1
         return out
 
+    def expiry_due(self, now_ms: int) -> bool:
+        """Whether a tick should be sent now (`streams.ticks.Tick.due`)."""
+        due = self.next_expiry_ms()
+        return due is not None and due <= now_ms
+
     def next_expiry_ms(self) -> int | None:
         """When the next active takedown expires (ms since the epoch), or None: when to send a tick."""
         heap = self._heap

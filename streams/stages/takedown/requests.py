@@ -507,6 +507,11 @@ def tick_record(now_ms: int) -> bytes:
     return orjson.dumps({"tick_ms": int(now_ms)})
 
 
+def tick(now_ms: int) -> tuple[bytes, bytes, int]:
+    """(key, value, partition) of a tick into `takedowns` (`streams.ticks.Tick.record`)."""
+    return TICK_KEY, tick_record(now_ms), 0
+
+
 def tick_ms(key: bytes | None, payload: bytes | None) -> int | None:
     """The tick's time (ms since the epoch) when the record is a tick, else None."""
     if key != TICK_KEY or payload is None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 
-from streams.agents.dedup import TICK_KEY, _tick_due, is_tick
 from streams.outcomes import Duplicate, Unique
-from streams.stages.dedup.reorder import ReorderHold, sequence_key
+from streams.settings import Settings
+from streams.stages.dedup.reorder import TICK_KEY, ReorderHold, is_tick, sequence_key, tick_due, tick_record
 from streams.stages.dedup.stage import DedupConfig, DedupState, dedup
 from tests.factories import stories as f
 
@@ -17,7 +19,8 @@ HOLD = 2_000
 
 
 def make_state(**overrides: Any) -> DedupState:
-    return DedupState(DedupConfig(**({"threshold": 0.7} | overrides)), {}, {})
+    """The production configuration; `overrides` where a test says why (source_priority for ties)."""
+    return DedupState(dataclasses.replace(DedupConfig.from_settings(Settings()), **overrides), {}, {})
 
 
 def hold_for(state: DedupState, hold_ms: int = HOLD) -> ReorderHold:
@@ -184,25 +187,27 @@ def test_a_negative_hold_is_refused():
 
 def test_a_tick_is_due_while_held_articles_are_due_by_the_clock_and_no_record_moved_the_watermark():
     slack = 500
-    assert not _tick_due(None, 99_000, slack)
+    assert not tick_due(None, 99_000, slack)
     hold = hold_for(make_state())
-    assert not _tick_due(hold, 99_000, slack)  # nothing held
+    assert not tick_due(hold, 99_000, slack)  # nothing held
     original = f.article(1, url="https://origin.example/story", published_at=f.T0)
     hold.add(sequence_key(0), original, 10_000)
-    assert not _tick_due(hold, 11_000, slack)  # not due yet by the clock
-    assert _tick_due(hold, 12_500, slack)
+    assert not tick_due(hold, 11_000, slack)  # not due yet by the clock
+    assert tick_due(hold, 12_500, slack)
     hold.observe(12_400)  # a record moved the watermark close to the clock
-    assert not _tick_due(hold, 12_500, slack)
+    assert not tick_due(hold, 12_500, slack)
     # The original is due but waits for an earlier-published copy that arrived 0.7 s after it: ticks go on.
     late_copy = f.copy_of(original, url="https://wire.example/story", published_at=f.T0 - timedelta(hours=1))
     hold.add(sequence_key(1), late_copy, 12_400)
     assert hold.release() == []
-    assert _tick_due(hold, 14_000, slack)
+    assert tick_due(hold, 14_000, slack)
     hold.observe(14_400)
-    assert len(hold.release()) == 2 and not _tick_due(hold, 15_000, slack)
+    assert len(hold.release()) == 2 and not tick_due(hold, 15_000, slack)
 
 
 def test_ticks_are_told_from_articles_by_key_and_shape():
+    key, value = tick_record(12_345)
+    assert key == TICK_KEY and is_tick(key, orjson.loads(value)) and orjson.loads(value) == {"tick_ms": 12_345}
     assert is_tick(TICK_KEY, {"tick_ms": 1})
     assert not is_tick(TICK_KEY, {"article_id": "x"})
     assert not is_tick(b"some-article", {"tick_ms": 1})

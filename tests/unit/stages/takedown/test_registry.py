@@ -117,6 +117,7 @@ def test_expiry_runs_on_the_ticks_time_not_the_clock():
     handle(reg, req)
     due = NOW + timedelta(hours=12)
     assert reg.next_expiry_ms() == int(due.timestamp() * 1000)
+    assert reg.expiry_due(int(due.timestamp() * 1000)) and not reg.expiry_due(int(due.timestamp() * 1000) - 1)
     assert tick(reg, due - timedelta(milliseconds=1)) == []
     out = tick(reg, due)
     assert actions(out) == ["expired"]

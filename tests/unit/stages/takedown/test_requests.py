@@ -268,6 +268,8 @@ def test_validate_accepts_a_utf8_bom():
 
 def test_ticks_are_recognised_only_with_the_tick_key():
     assert rq.tick_ms(rq.TICK_KEY, rq.tick_record(1234)) == 1234
+    key, value, partition = rq.tick(1234)
+    assert (rq.tick_ms(key, value), partition) == (1234, 0)
     assert rq.tick_ms(b"TD-1", rq.tick_record(1234)) is None
     assert rq.tick_ms(rq.TICK_KEY, b"{nope") is None
     assert rq.tick_ms(rq.TICK_KEY, orjson.dumps({"tick_ms": True})) is None
