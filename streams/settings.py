@@ -65,6 +65,14 @@ class Settings:
     kafka_ssl_key_password: str = field(default="", repr=False, metadata={"secret": True})  # if the key is encrypted
     kafka_ssl_check_hostname: bool = True  # the broker's certificate must name the host connected to
     takedown_token: str = field(default="", repr=False, metadata={"secret": True})  # bearer token of the desk API
+    # takedown
+    takedown_published_retention_days: float = 90.0  # what was published is remembered this long for retroactive
+    # retraction (articles.published keeps 90 days); an article published longer ago is no longer retracted
+    takedown_published_max_entries: int = 250_000  # per partition (~0.5 KB of RAM each in indexes); oldest leave first
+    takedown_reinstate_window_days: float = 30.0  # blocked/retracted articles kept this long for reinstatement on
+    # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
+    takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
+    takedown_max_request_bytes: int = 64 * 1024  # takedown records (and HTTP bodies) larger than this are refused
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
