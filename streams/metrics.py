@@ -28,6 +28,8 @@ PROCESSING_BUCKETS = (
     2.5,
 )
 # Ingestion to output crosses Kafka transactions (commit interval ~0.1-1 s) and queues.
+# A takedown crosses the registry, the fan-out topic and every partition: seconds to minutes.
+TAKEDOWN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
@@ -122,6 +124,28 @@ class Metrics:
             "Unexpected errors inside a stage: the record is refused as internal_error on articles.rejected, "
             "with its bytes, and the stage goes on.",
             ["stage"],
+            registry=r,
+        )
+
+        # takedown
+        self.takedowns_active = Gauge(
+            "streams_takedowns_active",
+            "Takedowns in force, by scope (url, domain, source, fingerprint, cluster), as the registry holds them.",
+            ["scope"],
+            registry=r,
+        )
+        self.takedown_actions = Counter(
+            "streams_takedown_actions_total",
+            "Takedown actions on takedowns.audit, by action (requested, refused, updated, lifted, expired, "
+            "blocked, retracted, reinstated, not_reinstated).",
+            ["action"],
+            registry=r,
+        )
+        self.takedown_to_retraction_seconds = Histogram(
+            "streams_takedown_request_to_retraction_seconds",
+            "From a takedown's requested_at to the moment a partition has retracted what it covers, in seconds "
+            "(one observation per partition; the slowest is the last retraction).",
+            buckets=TAKEDOWN_BUCKETS,
             registry=r,
         )
 
