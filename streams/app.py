@@ -15,7 +15,7 @@ import faust
 from faust.types import TP
 from mode import Service
 
-from streams import __version__, eos, schemas, topics
+from streams import __version__, eos, local_state, schemas, topics
 from streams.kafka.client import faust_broker_kwargs
 from streams.kafka.local import KAFKA_VERSION
 from streams.local_state import LocalState
@@ -32,7 +32,14 @@ log = logging.getLogger("streams.app")
 class Pipeline:
     """One worker's Faust app with the chosen stages; several with the same settings form one consumer group."""
 
-    def __init__(self, settings: Settings, stages: list[str] | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stages: list[str] | None = None,
+        metrics: Metrics | None = None,
+        *,
+        cluster_id: str = "unknown",
+    ) -> None:
         from streams.agents import STAGES
 
         schemas.check_all()  # every contract file is valid JSON Schema, or the worker does not start
@@ -40,12 +47,14 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.metrics.build_info.info({"version": __version__, "kafka_version": KAFKA_VERSION})
         self.stages = select_stages(stages if stages is not None else settings.stages, list(STAGES))
+        state = settings.state_dir(cluster_id)
+        state.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         self.app = faust.App(
             settings.group_id,
             **faust_broker_kwargs(settings),
             processing_guarantee=settings.processing_guarantee,
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
-            datadir=settings.data_dir,
+            datadir=str(state),
             web_enabled=False,  # streams.web serves /metrics, /health, /ready before recovery ends
             web_host=settings.web_host,
             web_bind=settings.web_host,
@@ -66,6 +75,7 @@ class Pipeline:
             version=1,
         )
         eos.install(self.app)  # refuses to run on a Faust it was not written for
+        local_state.install()  # a local store ahead of its changelog is restored, not a crash
         self.facts = ConsumerFacts(self.app)
         self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
         self._readiness: dict[str, Callable[[], bool]] = {}
@@ -73,6 +83,7 @@ class Pipeline:
         self._topics: dict[tuple[str, ...], Any] = {}
         self.web = WebServer(settings.web_host, settings.web_port, max_body_bytes=settings.web_max_body_bytes)
         self.ticks = Ticks(self)
+        self.cluster_id = cluster_id
         self.local_state = LocalState(self.app.conf.tabledir, settings.processing_guarantee == "exactly_once")
         self.local_state_discarded = False  # set by the worker command before Faust opens the tables
         self.observability = Observability(self)

@@ -196,11 +196,13 @@ def worker(stages: str | None) -> None:
     import faust
 
     from streams.app import Pipeline
+    from streams.kafka.admin import cluster_id
     from streams.logs import logging_config
 
     s = _settings()
+    cluster = asyncio.run(cluster_id(s))
     try:
-        pipeline = Pipeline(s, stages=stages.split(",") if stages else None)
+        pipeline = Pipeline(s, stages=stages.split(",") if stages else None, cluster_id=cluster)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline.local_state_discarded = pipeline.local_state.on_start()

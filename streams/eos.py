@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import inspect
 import logging
 import threading
@@ -290,6 +291,8 @@ class _AppState:
         self.gates: dict[str, asyncio.Lock] = {}
         self.table_writes: dict[str, list[asyncio.Future[Any]]] = collections.defaultdict(list)
         self.undo: dict[str, list[_Undo]] = collections.defaultdict(list)
+        # changelog partition -> (store, offset) of the table writes a transaction sent: persisted at its commit
+        self.persist: dict[str, dict[Any, tuple[Any, int]]] = collections.defaultdict(dict)
         self.poisoned: set[str] = set()
         self.rewind_callbacks: list[Callable[[set[Any]], Awaitable[None] | None]] = []
         self.last_rewind: dict[str, float] = {}
@@ -535,6 +538,7 @@ async def _rewind(app: Any, tids: set[str], *, reason: str, held: bool = True) -
     for tid in sorted(tids):
         st.last_rewind[tid] = time.monotonic()
         st.table_writes.pop(tid, None)
+        st.persist.pop(tid, None)
         try:
             await producer.abort_transaction(tid)
         except Exception:  # the producer may be gone (revoked) or the broker away: its transaction dies anyway
@@ -648,19 +652,20 @@ def _send_changelog(
     key_serializer: Any = None,
     value_serializer: Any = None,
 ) -> Any:
+    source = _SOURCE.get()
+    in_event = self.app.in_transaction and source is not None and current_event() is not None
+    tid = transactional_id(self.app, source) if in_event else None
     fut = self.changelog_topic.as_future_message(
         key=key,
         value=value,
         partition=partition,
         key_serializer=key_serializer if key_serializer is not None else self.key_serializer,
         value_serializer=value_serializer if value_serializer is not None else self.value_serializer,
-        callback=self._on_changelog_sent,
+        callback=functools.partial(_on_changelog_sent, self, tid) if tid is not None else self._on_changelog_sent,
         eager_partitioning=True,
     )
-    source = _SOURCE.get()
-    if self.app.in_transaction and source is not None and current_event() is not None:
+    if tid is not None:
         st = state(self.app)
-        tid = transactional_id(self.app, source)
         # Faust calls this before it writes the store: the value there now is the one to restore on abort.
         try:
             old = self.data[key] if key in self.data else _MISSING
@@ -673,6 +678,18 @@ def _send_changelog(
     else:
         self.app.producer.send_soon(fut)
     return fut
+
+
+def _on_changelog_sent(table: Table, tid: str, fut: Any) -> None:
+    # Faust keeps, under exactly-once, the changelog offset a table write got "to persist on commit", keyed
+    # by the changelog partition, and then looks it up by the *source* partitions it commits: never found, so
+    # no offset is ever persisted and every start replays whole changelogs over the local store. Kept per
+    # transaction here instead, and written to the store when that transaction commits.
+    res = fut.result()
+    pending = state(table.app).persist[tid]
+    _store, before = pending.get(res.topic_partition, (None, -1))
+    if res.offset > before:
+        pending[res.topic_partition] = (table.data, res.offset)
 
 
 # Offsets this process committed, by (group, topic, partition): the floor for seeking after a rebalance.
@@ -728,6 +745,8 @@ async def _commit_one(consumer: Consumer, st: _AppState, tid: str, tps: set[Any]
             await _rewind(app, {tid}, reason=f"commit failed: {exc!r}")
             return False
         st.undo.pop(tid, None)
+        for changelog_tp, (store, offset) in st.persist.pop(tid, {}).items():
+            store.set_persisted_offset(changelog_tp, offset)
         group = app.conf.id
         for tp, offset in offsets.items():
             st.ledger.committed(tp, offset)
@@ -911,6 +930,7 @@ async def _perform_seek(self: Consumer) -> None:
         producer = self.transactions.producer
         for tid in tids:
             st.table_writes.pop(tid, None)
+            st.persist.pop(tid, None)
             if st.undo.get(tid):
                 log.warning("rewind after recovery aborts open transaction %s", tid)
             try:

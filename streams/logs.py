@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-_STD = set(vars(logging.makeLogRecord({})))
+_STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}  # Formatter.format adds the last two
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,10 +27,24 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record; an event's fields follow its name as key=value, so text logs say as much as JSON."""
+
+    def __init__(self) -> None:
+        super().__init__("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_") and k != "event"}
+        if not fields:
+            return line
+        extra = " ".join(f"{k}={orjson.dumps(v, default=str).decode()}" for k, v in fields.items())
+        head, sep, tail = line.partition("\n")  # a traceback stays below the first line
+        return f"{head} {extra}{sep}{tail}"
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
-    formatter = (
-        {"()": JsonFormatter} if fmt == "json" else {"format": "[%(asctime)s] %(levelname)s %(name)s: %(message)s"}
-    )
+    formatter = {"()": JsonFormatter} if fmt == "json" else {"()": TextFormatter}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -98,6 +98,12 @@ class Settings:
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    def state_dir(self, cluster_id: str) -> Path:
+        """Where this pipeline's local table state lives: one folder per Kafka cluster and consumer group
+        (prefix included), so two pipelines run from one checkout, or a reset broker, never share state."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cluster_id) or "unknown"
+        return self.data_path / f"cluster-{safe}" / self.group_id
+
     @property
     def source_priority_list(self) -> list[str]:
         return [s.strip() for s in self.source_priority.split(",") if s.strip()]

@@ -88,6 +88,16 @@ async def wait_until_served(client: AIOKafkaAdminClient, wanted: dict[str, int],
         await asyncio.sleep(0.2)
 
 
+async def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster's id (local state is kept per cluster: a reset broker has a new one)."""
+    client = await _admin(settings)
+    try:
+        described = await client.describe_cluster()
+        return str(described.get("cluster_id") or "unknown")
+    finally:
+        await client.close()
+
+
 async def describe(settings: Settings) -> list[TopicState]:
     """The registry's topics as the broker has them (missing ones are left out)."""
     client = await _admin(settings)
