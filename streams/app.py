@@ -92,6 +92,17 @@ class Pipeline:
             STAGES[name](self)
 
     # -- what stages register ---------------------------------------------------------------------------------
+    def table(self, name: str) -> Any:
+        """The Faust table `name` of the changelog registry (streams.topics.CHANGELOGS), registered."""
+        spec = topics.CHANGELOG_BY_TABLE[name]
+        table = self.app.Table(
+            name,
+            partitions=spec.partition_count(self.settings),
+            help=spec.description,
+            extra_topic_configs=spec.topic_config(),
+        )
+        return self.add_table(name, table)
+
     def add_table(self, name: str, table: Any) -> Any:
         """A Faust table of a stage: its recovery is exported and /ready waits for it."""
         if name in self.tables:
@@ -142,10 +153,6 @@ class Pipeline:
     def source_topics(self) -> set[str]:
         """The topics the agents read (not table changelogs nor Faust's internal assignor topic)."""
         return {t for agent in self.app.agents.values() for t in agent.channel.topics}
-
-    def table_extra_config(self, logical_topic: str) -> dict[str, str]:
-        """Changelog settings so a table can hold what a topic's records hold (max.message.bytes)."""
-        return {"max.message.bytes": str(topics.get(logical_topic).max_message_bytes)}
 
     # -- readiness ------------------------------------------------------------------------------------------------
     def is_ready(self) -> tuple[bool, dict[str, Any]]:

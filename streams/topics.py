@@ -148,3 +148,42 @@ def get(name: str) -> Topic:
     except KeyError:
         known = ", ".join(sorted(BY_NAME))
         raise KeyError(f"unknown topic {name!r}; known topics: {known}") from None
+
+
+@dataclass(frozen=True)
+class Changelog:
+    """A stage's Faust table and its changelog topic (created by Faust, compacted, named
+    <prefix><app_id>-<table>-changelog), with the settings the table needs on top of compaction."""
+
+    table: str
+    description: str
+    partitions: int | None = None  # None: the configured STREAMS_TOPIC_PARTITIONS (co-partitioned with its input)
+    config: tuple[tuple[str, str], ...] = ()
+
+    def partition_count(self, settings: Settings) -> int:
+        return self.partitions if self.partitions is not None else settings.topic_partitions
+
+    def topic_config(self) -> dict[str, str]:
+        return dict(self.config)
+
+
+# A held article writes two changelog records (set, then tombstone) within seconds: short segments, quick
+# cleaning and a short tombstone retention keep the replay of this changelog to what is held now, instead of
+# a week of tombstones (Kafka's defaults: 7-day segments, 24 h delete.retention.ms, dirty ratio 0.5).
+_SHORT_LIVED = (
+    ("segment.ms", str(10 * 60 * 1000)),
+    ("delete.retention.ms", str(10 * 60 * 1000)),
+    ("min.cleanable.dirty.ratio", "0.1"),
+    ("max.message.bytes", str(DEDUP_SEQUENCED.max_message_bytes)),
+)
+CHANGELOGS: tuple[Changelog, ...] = (
+    Changelog("dedup-articles", "article_id -> dedup entry (signature, revision, cluster)", partitions=1),
+    Changelog("dedup-content", "revision (text hash) -> article_id", partitions=1),
+    Changelog(
+        "dedup-held", "sequence offset -> article waiting in the reorder hold", partitions=1, config=_SHORT_LIVED
+    ),
+    Changelog("takedown-registry", "takedown_id -> latest accepted record and status", partitions=1),
+    Changelog("takedown-applied", "partition/takedown_id -> the takedown that partition applied"),
+    Changelog("takedown-articles", "article_id -> what the partition published or withheld (no text)"),
+)
+CHANGELOG_BY_TABLE: dict[str, Changelog] = {c.table: c for c in CHANGELOGS}

@@ -90,19 +90,7 @@ class _Active:
 def register(p: Pipeline) -> None:
     s, m, app = p.settings, p.metrics, p.app
     config = DedupConfig.from_settings(s)
-    tables = {
-        "dedup-articles": app.Table("dedup-articles", partitions=1, help="article_id -> dedup entry"),
-        "dedup-content": app.Table("dedup-content", partitions=1, help="revision (text hash) -> article_id"),
-        # Declared even with the hold off (0): articles held under an earlier setting are then still released.
-        "dedup-held": app.Table(
-            "dedup-held",
-            partitions=1,
-            help="sequence offset -> article waiting in the reorder hold",
-            extra_topic_configs=p.table_extra_config("articles.dedup-sequenced"),
-        ),
-    }
-    for name, table in tables.items():
-        p.add_table(name, table)
+    tables = {name: p.table(name) for name in ("dedup-articles", "dedup-content", "dedup-held")}
     sequence_tp = TP(s.topic("articles.dedup-sequenced"), 0)
     active = _Active(p, tables, config, sequence_tp)
     for match in schemas.enum("duplicate.v1.json", "/properties/match"):

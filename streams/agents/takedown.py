@@ -40,18 +40,8 @@ def register(p: Pipeline) -> None:
     s, m, app = p.settings, p.metrics, p.app
     config = TakedownConfig.from_settings(s)
     partitions = topics.TAKEDOWNS_FANOUT.partition_count(s)
-    registry_table = p.add_table(
-        "takedown-registry",
-        app.Table("takedown-registry", partitions=1, help="takedown_id -> latest accepted record and status"),
-    )
-    applied = p.add_table(
-        "takedown-applied",
-        app.Table("takedown-applied", partitions=partitions, help="partition/takedown_id -> takedown applied there"),
-    )
-    articles = p.add_table(
-        "takedown-articles",
-        app.Table("takedown-articles", partitions=partitions, help="article_id -> what this partition published"),
-    )
+    registry_table = p.table("takedown-registry")
+    applied, articles = p.table("takedown-applied"), p.table("takedown-articles")
     registry = TakedownRegistry(config, registry_table, partitions=partitions)
     stage = TakedownStage(config, applied, articles)
     reader = RecordReader(s)
