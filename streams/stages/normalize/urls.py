@@ -29,6 +29,11 @@ from w3lib.url import canonicalize_url
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})?")  # underscores and edge hyphens exist in the wild
 _MAX_HOST = 253
+# Absolute http(s) URLs whose every part w3lib would leave unchanged (see _canonicalize_simple); ASCII only.
+_SIMPLE_URL = re.compile(
+    r"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<hostport>[A-Za-z0-9_.\-]+(?::[0-9]{1,5})?)"
+    r"(?P<path>/[A-Za-z0-9\-._~/]*)?(?:\?(?P<query>[A-Za-z0-9\-._~=&]*))?(?:#[^\x00-\x20\x7f]*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ def _extractor() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=False)
 
 
+@functools.lru_cache(maxsize=65536)  # hosts repeat across a stream; ~20 µs each in tldextract, ~0.1 µs cached
 def registered_domain(host: str) -> str:
     """Public suffix + 1 label ("news.bbc.co.uk" -> "bbc.co.uk"); the host itself for IPs and bare names."""
     if not host:
@@ -101,6 +107,57 @@ def _canonicalize(url: str) -> CanonicalUrl | BadUrl:
     text = url.strip()  # surrounding whitespace is a copy-paste accident, not part of the URL
     if not text:
         return BadUrl("it is empty")
+    if text.isascii():
+        fast = _canonicalize_simple(text)
+        if fast is not None:
+            return fast
+    return _canonicalize_general(text)
+
+
+def _canonicalize_simple(text: str) -> CanonicalUrl | BadUrl | None:
+    """The ASCII fast path: exactly what `_canonicalize_general` returns, for URLs whose path and query hold only
+    characters that w3lib leaves as they are (no percent-encoding, user info, dot segments, `;` or repeated `=`).
+
+    None means "not simple": the general path decides. About 4 µs instead of 30 µs for a typical article URL.
+    """
+    m = _SIMPLE_URL.fullmatch(text)
+    if m is None:
+        return None
+    scheme_text, hostport, path, query = m.group("scheme", "hostport", "path", "query")
+    if path and "/." in path:
+        return None  # dot segments: w3lib resolves them
+    kept: list[tuple[str, str]] = []
+    if query:
+        tracking = tracking_params()
+        for piece in query.split("&"):
+            if not piece:
+                continue
+            name, _, value = piece.partition("=")
+            if not name or "=" in value:
+                return None  # w3lib encodes these ("=v", "a=b=c" -> "a=b%3Dc")
+            if name not in tracking:
+                kept.append((name, value))
+    scheme = scheme_text.lower()
+    host, port = _split_port(hostport)
+    checked = _host(host)
+    if isinstance(checked, BadUrl):
+        return checked
+    if port is not None and int(port) > 65535:
+        return None  # the general path words the refusal
+    netloc = checked if port is None or int(port) == _DEFAULT_PORTS[scheme] else f"{checked}:{int(port)}"
+    kept.sort()
+    canonical = f"{scheme}://{netloc}{path or '/'}"
+    if kept:
+        canonical += "?" + "&".join(f"{name}={value}" for name, value in kept)
+    return CanonicalUrl(url=canonical, host=checked, domain=registered_domain(checked))
+
+
+def _split_port(hostport: str) -> tuple[str, str | None]:
+    host, colon, port = hostport.partition(":")
+    return (host, port) if colon else (hostport, None)
+
+
+def _canonicalize_general(text: str) -> CanonicalUrl | BadUrl:
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if not scheme:
@@ -119,7 +176,12 @@ def _canonicalize(url: str) -> CanonicalUrl | BadUrl:
 
 
 def _host(netloc: str) -> str | BadUrl:
-    hostport = netloc.rpartition("@")[2]  # user info never identifies the article
+    hostport = netloc.rpartition("@")[2]  # user info never identifies the article (and stays out of the cache)
+    return _hostport(hostport)
+
+
+@functools.lru_cache(maxsize=16384)  # one entry per site; validation and IDNA cost 5-50 µs
+def _hostport(hostport: str) -> str | BadUrl:
     if hostport.startswith("["):
         literal, bracket, _ = hostport[1:].partition("]")
         if not bracket:
