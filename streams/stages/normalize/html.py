@@ -7,6 +7,7 @@ the nh3-sanitised HTML as the fallback for fragments trafilatura returns nothing
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,9 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 import nh3
 import trafilatura
+import trafilatura.core
 from lxml import etree
+from trafilatura.baseline import html2txt
 from trafilatura.htmlprocessing import convert_to_html
 from trafilatura.metadata import extract_title
 from trafilatura.settings import Extractor, use_config
@@ -74,6 +77,17 @@ _EXTRACTOR = Extractor(
     dedup=False,
     with_metadata=False,
 )
+# trafilatura 2.3.1 ends its cascade with a "recall escalation": when an extraction is under 3,000 characters
+# (most articles) it measures the whole page's text (html2txt: a copy of the tree, a cleaning XPath and a spaced
+# text walk, ~250 µs a page, a quarter of the extraction) to retry in recall mode if the extraction covers under
+# a fifth of it, which few article pages need. `_trafilatura_body` runs the cascade without that test (under a
+# focus name trafilatura treats as "balanced" everywhere else: only the escalation asks for focus == "balanced"),
+# then takes the same decision itself: a cheap upper bound of the page's text settles almost every page, and
+# the rest run trafilatura's whole extraction again. The result is what bare_extraction returns (tested); on
+# any other trafilatura version it is bare_extraction itself.
+_TRAFILATURA_WRITTEN_FOR = "2.3.1"
+_NO_ESCALATION = copy.copy(_EXTRACTOR)
+_NO_ESCALATION.focus = "balanced (escalation decided by streams)"
 
 
 @dataclass(frozen=True)
@@ -138,10 +152,7 @@ def extract_html(html: str, *, base_url: str) -> HtmlContent:
     etree.strip_elements(page, *DROP_WITH_CONTENT, with_tail=False)
     out.captions = _captions(page)
 
-    # bare_extraction rather than extract(output_format="html"): the latter also computes a content
-    # fingerprint (simhash) we do not use, which costs more than the extraction itself.
-    document = trafilatura.bare_extraction(page, options=_EXTRACTOR)
-    body = getattr(document, "body", None)
+    body = _trafilatura_body(page)
     if body is not None:
         body = convert_to_html(body)[0]  # trafilatura's own XML (p, head, list, ref...) as HTML tags
         out.blocks = html_blocks(body)
@@ -152,6 +163,45 @@ def extract_html(html: str, *, base_url: str) -> HtmlContent:
             out.blocks = html_blocks(fragment)
             out.content, out.extractor = fragment, "fallback"
     return out
+
+
+def _trafilatura_body(page: Any) -> Any:
+    """What `trafilatura.bare_extraction(page, options=_EXTRACTOR).body` is (None when it finds nothing).
+
+    bare_extraction rather than extract(output_format="html"): the latter also computes a content fingerprint
+    (simhash) we do not use, which costs more than the extraction itself. See _NO_ESCALATION for the rest.
+    """
+    if trafilatura.__version__ != _TRAFILATURA_WRITTEN_FOR:
+        return getattr(trafilatura.bare_extraction(page, options=_EXTRACTOR), "body", None)
+    tree = copy.copy(page)  # a deep copy, as bare_extraction makes of an element; the cascade prunes it in place
+    try:
+        body, text, _, comments = trafilatura.core.trafilatura_sequence(tree, _NO_ESCALATION, None)
+    except (TypeError, ValueError):  # what bare_extraction turns into None
+        return None
+    if _would_escalate(text, tree):
+        return getattr(trafilatura.bare_extraction(page, options=_EXTRACTOR), "body", None)
+    if len(text) < _EXTRACTOR.min_output_size and len(comments) < _EXTRACTOR.min_output_comm_size:
+        return None  # bare_extraction's size check
+    return body
+
+
+def _would_escalate(text: str, tree: Any) -> bool:
+    """trafilatura_sequence's escalation test for extraction `text` on the pruned raw `tree`, html2txt mostly spared.
+
+    html2txt's length is at most the page's collapsed text plus two spaces per element (it only deletes
+    elements and puts a space before each block element's text and tail), so when the extraction reaches the
+    share of that bound, it reaches the share of html2txt's length too.
+    """
+    size = len(text)
+    if not 0 < size < trafilatura.core.ESCALATION_MAX_LENGTH:
+        return False
+    share = trafilatura.core.ESCALATION_PAGE_SHARE
+    body = tree.find(".//body")
+    root = body if body is not None else tree
+    upper = len(" ".join(root.text_content().split())) + 2 * int(root.xpath("count(descendant-or-self::*)"))
+    if size >= share * upper:
+        return False
+    return size < share * len(html2txt(tree))
 
 
 def html_blocks(root: Any) -> list[Block]:
