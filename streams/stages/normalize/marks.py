@@ -146,6 +146,7 @@ def original_publisher(line: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8192)  # anchor texts repeat on every page of a site ("Home", "News", ...)
 def translation_language(line: str) -> str | None:
     """The language a translation link points to ("阅读中文版 (Read Chinese Version)" -> "zh"), or None."""
     p = patterns()

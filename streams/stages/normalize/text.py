@@ -28,7 +28,10 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b\u2060\ufeff\ufff
 _CP1252_CONTINUATION = "\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u017d"
 _CP1252_CONTINUATION += "\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u017e\u0178"
 _MOJIBAKE_HINT = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_CONTINUATION}]|\u00c3 |[\u0080-\u009f]")
-_MOJIBAKE_FIRST = re.compile("[\u0080-\u009f\u00c2-\u00f4]")  # one-class scan, ~3x faster: the usual "no"
+# A cheap first test, mostly "no": is there any character in U+0080..U+009F or U+00C2..U+00F4 at all? Asked of
+# the UTF-8 bytes (C2 80..9F and C3 82..B4; C2 and C3 are never continuation bytes), which costs half a str scan
+# on a page. Lone surrogates pass as ED A0..BF sequences, which hold neither byte.
+_MOJIBAKE_FIRST_UTF8 = re.compile(b"\xc2[\x80-\x9f]|\xc3[\x82-\xb4]")
 # Only the encoding repairs: curly quotes, full-width forms and ligatures are the author's, not damage, and
 # this keeps `mojibake_fixed` meaning exactly that.
 _FTFY = ftfy.TextFixerConfig(
@@ -68,7 +71,11 @@ def clean(raw: str) -> CleanText:
     if "\r" in text or "\u0085" in text or "\u2028" in text or "\u2029" in text:
         text = _NEWLINES.sub("\n", text)
     fixed = False
-    if not text.isascii() and _MOJIBAKE_FIRST.search(text) and _MOJIBAKE_HINT.search(text):
+    if (
+        not text.isascii()
+        and _MOJIBAKE_FIRST_UTF8.search(text.encode("utf-8", "surrogatepass"))
+        and _MOJIBAKE_HINT.search(text)
+    ):
         repaired = ftfy.fix_text(text, _FTFY)
         fixed = repaired != text
         text = repaired

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
@@ -9,12 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams import codec
 from streams.outcomes import Normalized, Rejected
 from streams.schemas import first_violation
 from streams.settings import Settings
-from streams.stages.normalize import NORMALIZE_VERSION, NormalizeConfig, normalize, parse_published
+from streams.stages.normalize import NORMALIZE_VERSION, NormalizeConfig, normalize, parse_published, stage
 from tests.factories.raw import (
     NOW,
     OWN_CREDIT,
@@ -580,3 +583,29 @@ def test_module_docstring_example_holds() -> None:
     assert doc["attribution"]["image_credits"] == ["The Guardian"]
     assert doc["alternates"] == [{"language": "en", "label": "Read in English", "url": None}]
     assert rejection(b'{"url": 42, "body": "x"}').details == {"pointer": "/url", "keyword": "type"}
+
+
+_rfc822_spellings = st.builds(
+    lambda wd, d, mon, y, h, mi, sec, sign, zh, zm: (
+        f"{wd}{d} {mon} {y} {h:02d}:{mi:02d}:{sec:02d} {sign}{zh:02d}{zm:02d}"
+    ),
+    st.sampled_from(["", "Tue, ", "Sun, ", "Xyz, "]),
+    st.integers(0, 32),
+    st.sampled_from(["Jan", "Feb", "Aug", "Dec", "Foo"]),
+    st.integers(0, 9999).map(lambda y: f"{y:04d}"),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["+", "-"]),
+    st.integers(0, 25),
+    st.integers(0, 99),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_rfc822_spellings)
+def test_plain_rfc822_reader_agrees_with_email_utils(raw: str) -> None:
+    fast = stage._rfc822_plain(raw)
+    if fast is not None:
+        assert fast == email.utils.parsedate_to_datetime(raw)
+        assert fast.utcoffset() == email.utils.parsedate_to_datetime(raw).utcoffset()

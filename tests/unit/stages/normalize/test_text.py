@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.stages.normalize import html, text
 
@@ -218,3 +222,13 @@ def test_page_language_and_hreflang_links_are_collected() -> None:
 )
 def test_resolve_url(href: str | None, resolved: str | None) -> None:
     assert html.resolve_url(href, BASE) == resolved
+
+
+_LATIN1_AROUND = st.characters(min_codepoint=0x60, max_codepoint=0x110, exclude_categories=())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.one_of(_LATIN1_AROUND, st.characters()), max_size=40))
+def test_mojibake_first_test_on_bytes_is_the_character_class_test(raw: str) -> None:
+    on_chars = re.search("[\u0080-\u009f\u00c2-\u00f4]", raw) is not None
+    assert (text._MOJIBAKE_FIRST_UTF8.search(raw.encode("utf-8", "surrogatepass")) is not None) == on_chars
