@@ -48,9 +48,12 @@ def load_rows(n: int) -> list[dict[str, Any]]:
 
 
 def html_page(row: dict[str, Any]) -> str:
-    """A page as a scraper fetches it: scripts, nav, ads, the article, related links, banner, footer."""
-    title = html.escape(row["title"])
-    paragraphs = "\n".join(f"<p>{html.escape(p)}</p>" for p in row["body"].split("\n\n") if p.strip())
+    """A page as a scraper fetches it: scripts, nav, ads, the article, related links, banner, footer.
+
+    The corpus keeps some characters as HTML references ("caf&#233;"); in the page they stay references.
+    """
+    title = html.escape(html.unescape(row["title"]))
+    paragraphs = "\n".join(f"<p>{html.escape(html.unescape(p))}</p>" for p in row["body"].split("\n\n") if p.strip())
     return f"""<!DOCTYPE html>
 <html lang="en-GB"><head><meta charset="utf-8"><title>{title} - BBC News</title>
 <meta property="og:title" content="{title}"><link rel="stylesheet" href="/static/site.css">

@@ -23,7 +23,7 @@ from trafilatura.htmlprocessing import convert_to_html
 from trafilatura.metadata import extract_title
 from trafilatura.settings import Extractor, use_config
 
-from streams.stages.normalize.text import Block, clean_inline, collapse, language_tag
+from streams.stages.normalize.text import Block, clean_inline, collapse, language_tag, strip_markup
 
 # Elements dropped with their content before anything reads the page: their text is never article text.
 DROP_WITH_CONTENT = frozenset(
@@ -157,7 +157,7 @@ def extract_html(html: str, *, base_url: str, want_title: bool = True) -> HtmlCo
     etree.strip_elements(page, *_SCRIPTS, with_tail=False)
     out = HtmlContent(blocks=[], page=page)
     if want_title:
-        out.title = clean_inline(extract_title(page)).text or None
+        out.title = clean_inline(extract_title(page), entities=False).text or None
     out.language = language_tag(page.get("lang")) or _meta_language(page)
     out.links = _links(page)
     etree.strip_elements(page, *DROP_WITH_CONTENT, with_tail=False)
@@ -310,7 +310,8 @@ def _flush(buf: list[str], blocks: list[Block], owner: Any) -> None:
         return
     text = "".join(buf)
     buf.clear()
-    lines = tuple(line for line in (collapse(part) for part in text.split("\n")) if line)
+    # lxml decoded the page's references: "&lt;script&gt;" in a paragraph is text that reads as a tag, not kept
+    lines = tuple(line for line in (_plain_line(part) for part in text.split("\n")) if line)
     if lines:
         blocks.append(Block(lines, owner))
 
@@ -324,6 +325,10 @@ _LOOKUP = etree.ElementDefaultClassLookup(
     pi=lxml.html.HtmlProcessingInstruction,
     entity=lxml.html.HtmlEntity,
 )
+
+
+def _plain_line(part: str) -> str:
+    return collapse(strip_markup(part, entities=False) if "<" in part else part)
 
 
 def _parser(encoding: str | None = None) -> Any:
@@ -377,7 +382,7 @@ def _links(page: Any) -> list[Link]:
                 continue
             links.append(Link(text="", href=el.get("href"), hreflang=hreflang))
             continue
-        text = collapse(el.text_content())
+        text = _plain_line(el.text_content())
         if text or hreflang:
             links.append(Link(text=text, href=el.get("href"), hreflang=hreflang))
     return links
@@ -405,7 +410,7 @@ def _captions(page: Any) -> list[str]:
     for el in _caption_elements(page):
         for part in (el, *el.iterdescendants()):
             if isinstance(part.tag, str):
-                line = collapse(part.text_content())
+                line = _plain_line(part.text_content())
                 if line and line not in found:
                     found.append(line)
     return found

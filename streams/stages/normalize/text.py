@@ -8,12 +8,14 @@ to find aggregator marks (a credit line under a title line); normalize joins a b
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 import ftfy
+import nh3
 
 # Newline spellings other than \n: CRLF, CR, NEL, LINE/PARAGRAPH SEPARATOR. Applied before control stripping,
 # since NEL (U+0085) is itself a C1 control.
@@ -47,6 +49,31 @@ _FTFY = ftfy.TextFixerConfig(
 )
 
 _LANG_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+# Markup in plain-text fields. For an HTML parser (and a browser) "<" opens markup only before a letter, "/" and
+# a letter, "!" or "?"; any other "<" ("Profits < forecast", "3<5") is a literal character and stays.
+TAG_START = re.compile(r"<(?:[A-Za-z]|/[A-Za-z]|!|\?)")
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+# Elements whose content is never text (a script's code, a style sheet, an embedded document...).
+_NO_TEXT = frozenset(
+    {
+        "script", "style", "noscript", "template", "iframe", "frame", "frameset", "object", "embed", "applet",
+        "svg", "math", "textarea", "select", "title", "xmp", "noembed", "noframes", "plaintext", "head",
+    }
+)  # fmt: skip
+# Elements that end a paragraph (or, for <br>, a line) when markup in a text body is turned into text.
+_BREAK_TAGS = frozenset(
+    {
+        "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
+        "pre", "table", "tr", "section", "article", "header", "footer", "aside", "figure", "figcaption", "hr",
+    }
+)  # fmt: skip
+# html5ever (through nh3) parses as browsers do; kept break tags come out bare (`<p>`, `</p>`, `<br>`).
+_PLAIN_CLEANER = nh3.Cleaner(
+    tags=set(_BREAK_TAGS), clean_content_tags=set(_NO_TEXT), attributes={}, strip_comments=True, link_rel=None
+)
+_BREAK_MARKUP = re.compile("<(/?)(" + "|".join(sorted(_BREAK_TAGS)) + ")>")
+_MARKUP_ROUNDS = 4  # decoding "&lt;b&gt;" yields a tag, stripped in the next round; deeper nesting is an attack
 
 
 @dataclass(frozen=True)
@@ -92,12 +119,55 @@ def collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-def clean_inline(raw: str | None) -> CleanText:
-    """A one-line field (title, author, source name): cleaned and collapsed."""
+def clean_inline(raw: str | None, *, entities: bool = True) -> CleanText:
+    """A one-line field (title, author, source name): cleaned, plain text (see strip_markup) and collapsed.
+
+    entities=False for text an HTML parser already decoded (a page's <title>), so "&amp;lt;" stays "&lt;".
+    """
     if not raw:
         return CleanText("")
     cleaned = clean(raw)
-    return CleanText(collapse(cleaned.text), cleaned.mojibake_fixed)
+    return CleanText(collapse(strip_markup(cleaned.text, entities=entities)), cleaned.mojibake_fixed)
+
+
+def has_markup(value: str, *, entities: bool = True) -> bool:
+    """Would an HTML parser see a tag, comment or (with `entities`) a character reference in `value`?"""
+    if "<" in value and TAG_START.search(value):
+        return True
+    return entities and "&" in value and _CHAR_REF.search(value) is not None
+
+
+def strip_markup(value: str, *, entities: bool = True, paragraphs: bool = False) -> str:
+    """The plain text of `value`, which should be plain text but may carry markup.
+
+    Tags and comments go, and the content of script, style, iframe, svg and the like with them; character
+    references are decoded when `entities` (values from producers; not for text lxml already decoded); a "<"
+    that opens no tag stays. With `paragraphs`, block tags become blank lines and <br> a newline (a text body),
+    else a space. The result holds nothing an HTML parser would read as markup, so a consumer that pastes it
+    into a page unescaped still shows text:
+
+        "<script>alert(1)</script> Headline"  ->  " Headline"
+        "Profits < forecast &amp; costs"      ->  "Profits < forecast & costs"
+        "&lt;img src=x onerror=alert(1)&gt;"  ->  ""   (decoding makes a tag, which goes in the next round)
+    """
+    if not has_markup(value, entities=entities):
+        return value
+    current = value
+    for attempt in range(_MARKUP_ROUNDS):
+        decode = entities and attempt == 0
+        cleaned = str(_PLAIN_CLEANER.clean(current if decode else current.replace("&", "&amp;")))
+        cleaned = _BREAK_MARKUP.sub(_break if paragraphs else " ", cleaned)
+        result = html.unescape(cleaned)  # undoes nh3's escaping (and decodes the input's references, if decode)
+        if result == current or not TAG_START.search(result):
+            current = result
+            break
+        current = result
+    # Only reached with markup left after _MARKUP_ROUNDS decodings of itself: what is left cannot open a tag.
+    return TAG_START.sub(lambda m: m.group()[1:], current) if TAG_START.search(current) else current
+
+
+def _break(m: re.Match[str]) -> str:
+    return "\n" if m.group(2) == "br" else "\n\n"
 
 
 def text_blocks(text: str) -> list[Block]:

@@ -95,6 +95,29 @@ def registered_domain(host: str) -> str:
     return result.top_domain_under_public_suffix or host
 
 
+# Characters no URL may hold unencoded (RFC 3986) that could also end an HTML attribute or open a tag.
+_UNSAFE_IN_URL = re.compile('[\x00-\x1f\x7f"<>`]')
+# A scheme as a browser reads it: tabs and newlines anywhere are ignored, surrounding C0 and spaces trimmed.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
+_C0_OR_SPACE = "".join(chr(c) for c in range(0x21))
+
+
+def safe_spelling(url: str) -> str:
+    """The same URL with controls, `"`, `<`, `>` and backtick percent-encoded (RFC 3986 allows none of them
+    unencoded): an equivalent spelling that can break out of no attribute and open no tag."""
+    if not _UNSAFE_IN_URL.search(url):
+        return url
+    return _UNSAFE_IN_URL.sub(lambda m: f"%{ord(m.group()):02X}", url)
+
+
+def scheme_of(value: str) -> str | None:
+    """The scheme a browser would read from `value` ("javascript" for " java\tscript:x"), lower case, or None."""
+    squeezed = value.translate(_TAB_OR_NEWLINE).strip(_C0_OR_SPACE)
+    m = _SCHEME.match(squeezed)
+    return m.group(1).lower() if m else None
+
+
 def canonicalize(url: str) -> CanonicalUrl | BadUrl:
     """The canonical form of an absolute http(s) URL, or why it is refused. Never raises."""
     try:

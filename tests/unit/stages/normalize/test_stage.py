@@ -609,3 +609,114 @@ def test_plain_rfc822_reader_agrees_with_email_utils(raw: str) -> None:
     if fast is not None:
         assert fast == email.utils.parsedate_to_datetime(raw)
         assert fast.utcoffset() == email.utils.parsedate_to_datetime(raw).utcoffset()
+
+
+# --- plain-text fields and safe links ---------------------------------------------------------------------------
+
+
+def test_title_with_markup_comes_out_as_plain_text() -> None:
+    doc = article(raw_event(title="<script>alert(1)</script> Headline &amp; more"))
+    assert doc["title"] == "Headline & more"
+
+
+def test_literal_less_than_in_a_title_stays() -> None:
+    assert article(raw_event(title="Profits < forecast"))["title"] == "Profits < forecast"
+
+
+def test_title_of_only_markup_falls_back_to_the_first_line() -> None:
+    doc = article(raw_event(title="<script>alert(1)</script>", body="Harbour vote delayed\n\nThe vote was delayed."))
+    assert doc["title"] == "Harbour vote delayed"
+
+
+def test_authors_source_and_ids_carry_no_markup() -> None:
+    doc = article(
+        raw_event(
+            event_id="evt-<b>1</b>",
+            authors=["<img src=x onerror=alert(1)>A. Reporter", "B. &lt;b&gt;Writer&lt;/b&gt;", "<script>C.</script>"],
+            source={"name": "<i>Example</i> News", "id": "ex<script>alert(1)</script>", "url": "javascript:alert(1)"},
+        )
+    )
+    assert doc["event_id"] == "evt-1"
+    assert doc["authors"] == ["A. Reporter", "B. Writer"]
+    assert doc["source"]["name"] == "Example News"
+    assert doc["source"]["id"] == "ex"
+    assert doc["source"]["url"] is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("https://example-news.com/", "https://example-news.com/"),
+        ("example-news.com", "example-news.com"),
+        (" java\tscript:alert(1)", None),
+        ("data:text/html,<script>alert(1)</script>", None),
+        ("file:///etc/passwd", None),
+        ('https://example-news.com/"><script>', "https://example-news.com/%22%3E%3Cscript%3E"),
+    ],
+)
+def test_source_url_is_a_web_link_or_nothing(sent: str, kept: str | None) -> None:
+    assert article(raw_event(source={"name": "X", "url": sent}))["source"]["url"] == kept
+
+
+def test_url_as_sent_is_spelt_so_it_opens_no_tag() -> None:
+    doc = article(raw_event(url='https://example-news.com/a"><script>alert(1)</script>'))
+    assert "<" not in doc["url"] and '"' not in doc["url"]
+    assert doc["url"].startswith("https://example-news.com/a%22%3E%3Cscript%3E")
+
+
+def test_markup_in_a_text_body_is_removed_not_published() -> None:
+    doc = article(raw_event(body="The vote was delayed.<script>alert(1)</script>\n\n<b>Councillors</b> meet again."))
+    assert doc["text"] == "The vote was delayed.\n\nCouncillors meet again."
+
+
+def test_escaped_markup_in_html_text_does_not_become_a_tag() -> None:
+    body = "<p>Rates held &lt;script&gt;alert(1)&lt;/script&gt; today.</p><p>Second paragraph.</p>"
+    doc = article(raw_event(body=body, body_format="html"))
+    assert doc["text"] == "Rates held today.\n\nSecond paragraph."
+    assert "<script" not in doc["html"] and "&lt;script&gt;" in doc["html"]  # shown as text in the HTML
+
+
+def test_metadata_is_carried_except_what_could_turn_active() -> None:
+    metadata = {
+        "feed": "world",
+        "score": 3.5,
+        "tags": ["a", "<b>bold</b>", {"deep": "javascript:alert(1)"}],
+        "thumb": "data:image/png;base64,iVBORw0KGgo=",
+        "page": "data:text/html;base64,PHNjcmlwdD4=",
+        "<script>key</script>x": "v",
+        "note": "AT&amp;T",
+    }
+    assert article(raw_event(metadata=metadata))["metadata"] == {
+        "feed": "world",
+        "score": 3.5,
+        "tags": ["a", "bold", {"deep": None}],
+        "thumb": "data:image/png;base64,iVBORw0KGgo=",
+        "page": None,
+        "x": "v",
+        "note": "AT&amp;T",
+    }
+
+
+def test_deeply_nested_metadata_is_carried_without_recursion() -> None:
+    deep: dict[str, Any] = {"leaf": "<i>x</i>"}
+    for _ in range(stage.MAX_METADATA_DEPTH - 1):
+        deep = {"d": deep}
+    node = article(raw_event(metadata=deep))["metadata"]
+    for _ in range(stage.MAX_METADATA_DEPTH - 1):
+        node = node["d"]
+    assert node == {"leaf": "x"}
+
+
+@pytest.mark.parametrize("depth", [stage.MAX_METADATA_DEPTH + 1, 1000])
+def test_metadata_nested_past_the_limit_is_too_large(depth: int) -> None:
+    # orjson reads 1,024 levels but writes only 254: the article must stay encodable, so deeper is refused
+    payload = b'{"url": "https://example.com/a", "body": "Text.", "metadata": ' + b'{"d": ' * (depth - 1) + b"{}"
+    payload += b"}" * depth
+    result = rejection(payload)
+    assert (result.reason, result.details) == ("too_large", {"depth": depth, "depth_limit": stage.MAX_METADATA_DEPTH})
+
+
+def test_schema_violation_message_quotes_no_markup() -> None:
+    result = rejection(raw_event(url=None, title="x") | {"url": ["<script>alert(1)</script>"]})
+    assert result.reason == "schema_violation"
+    assert "<script" not in result.message
