@@ -51,6 +51,15 @@ def validator(name: str) -> Any:
     return jsonschema_rs.Draft202012Validator(load(name), validate_formats=False)
 
 
+def enum(name: str, *path: str) -> tuple[str, ...]:
+    """The values a schema allows for a property: enum("rejection.v1.json", "reason") lists the reason codes,
+    enum("rejection.v1.json", "details", "kind") the kinds of not_an_article. The file is the only list."""
+    node: dict[str, Any] = load(name)
+    for prop in path:
+        node = node["properties"][prop]
+    return tuple(node["enum"])
+
+
 def _pointer(path: Any) -> str:
     parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
     return "/" + "/".join(parts) if parts else ""

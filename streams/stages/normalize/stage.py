@@ -30,7 +30,7 @@ from dateutil import parser as dateparser
 from streams import codec
 from streams.outcomes import Normalized, Rejected
 from streams.schemas import first_violation
-from streams.stages.normalize import html, marks, text, urls
+from streams.stages.normalize import html, interstitials, marks, text, urls
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -155,6 +155,15 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
     # In HTML a line break is a <br> the author wrote; in plain text it is mostly hard wrapping.
     joiner = "\n" if content is not None else " "
     article_text = "\n\n".join(joiner.join(lines) for lines in found.blocks if lines)
+    # a one-line bot check ("Checking your browser ... Ray ID: 7a1b") reads as a headline and leaves no text
+    stand_in = interstitials.detect(article_text or found.title)
+    if stand_in is not None:
+        return Rejected(
+            "not_an_article",
+            f"The text is a {stand_in.kind.replace('_', ' ')} the site served instead of the article; "
+            "fetch the article again.",
+            {"kind": stand_in.kind, "signals": list(stand_in.signals)},
+        )
     if not article_text:
         return Rejected(
             "empty_text",
