@@ -130,7 +130,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         return Rejected(
             "bad_url",
             _sentence(f"The url is not usable: {canonical.reason}"),
-            {"url": urls.safe_spelling(url_text[:_URL_DETAIL_CHARS])},
+            {"url": urls.public_spelling(url_text[:_URL_DETAIL_CHARS])},
         )
     metadata = _safe_metadata(raw["metadata"]) if isinstance(raw.get("metadata"), dict) else None
     if isinstance(metadata, int):
@@ -197,7 +197,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         "article_id": codec.short_hash(canonical.url),
         "revision": codec.short_hash(article_text),
         "event_id": _plain_id(raw.get("event_id")),
-        "url": urls.safe_spelling(url_text),
+        "url": urls.public_spelling(url_text),
         "canonical_url": canonical.url,
         "host": canonical.host,
         "domain": canonical.domain,
@@ -219,7 +219,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
             "original_publishers": list(_unique(publishers)),
         },
         "alternates": [
-            {"language": a.language, "label": a.label, "url": urls.safe_spelling(a.url) if a.url else None}
+            {"language": a.language, "label": a.label, "url": urls.public_spelling(a.url) if a.url else None}
             for a in alternates
         ],
         "flags": {
@@ -378,12 +378,12 @@ def _plain_id(value: Any) -> Any:
 
 
 def _web_link(value: Any) -> str | None:
-    """A link to a web page as sent, safely spelt; None for other schemes (javascript:, data:, file: ...)."""
+    """A link to a web page as sent, publicly spelt; None for other schemes (javascript:, data:, file: ...)."""
     if not isinstance(value, str) or not value.strip():
         return None
     if urls.scheme_of(value) not in (None, "http", "https"):
         return None
-    return urls.safe_spelling(value.strip())
+    return urls.public_spelling(value.strip())
 
 
 _ACTIVE_SCHEMES = frozenset({"javascript", "vbscript", "livescript"})

@@ -111,6 +111,19 @@ def safe_spelling(url: str) -> str:
     return _UNSAFE_IN_URL.sub(lambda m: f"%{ord(m.group()):02X}", url)
 
 
+def public_spelling(url: str) -> str:
+    """The URL as sent, minus user info ("https://user:secret@host/a" -> "https://host/a": credentials never
+    leave the pipeline), safely spelt (see safe_spelling). Nothing else changes."""
+    if "@" in url:
+        try:
+            netloc = urlsplit(url.strip()).netloc
+        except ValueError:
+            netloc = ""
+        if "@" in netloc:
+            url = url.replace(f"//{netloc}", "//" + netloc.rpartition("@")[2], 1)
+    return safe_spelling(url)
+
+
 def scheme_of(value: str) -> str | None:
     """The scheme a browser would read from `value` ("javascript" for " java\tscript:x"), lower case, or None."""
     squeezed = value.translate(_TAB_OR_NEWLINE).strip(_C0_OR_SPACE)
