@@ -8,7 +8,7 @@ the nh3-sanitised HTML as the fallback for fragments trafilatura returns nothing
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -110,7 +110,8 @@ class HtmlContent:
     captions: list[str] = field(default_factory=list)  # figure captions and credit elements of the whole page
     extractor: str = "none"  # trafilatura, fallback or none: which path produced `blocks`
     content: Any = None  # lxml element holding the main content (mutated by render_html)
-    page: Any = None  # the whole page without scripts and styles, for page-wide disclaimer search
+    page_text: str = ""  # the whole page's text (no scripts, styles...), for a cheap page-wide disclaimer test
+    source: str = ""  # the HTML, to parse the page again for `page_lines` (trafilatura consumed the first tree)
 
 
 def resolve_url(href: str | None, base_url: str) -> str | None:
@@ -155,15 +156,17 @@ def extract_html(html: str, *, base_url: str, want_title: bool = True) -> HtmlCo
         return HtmlContent(blocks=[])
     # scripts go first, so that no label or title can pick up their text; the head goes after the title
     etree.strip_elements(page, *_SCRIPTS, with_tail=False)
-    out = HtmlContent(blocks=[], page=page)
+    out = HtmlContent(blocks=[], source=html)
     if want_title:
         out.title = clean_inline(extract_title(page), entities=False).text or None
     out.language = language_tag(page.get("lang")) or _meta_language(page)
     out.links = _links(page)
     etree.strip_elements(page, *DROP_WITH_CONTENT, with_tail=False)
     out.captions = _captions(page)
+    out.page_text = str(page.text_content())
 
-    body = _trafilatura_body(page)
+    # trafilatura may have the tree itself (no copy, ~15 µs): later page-wide searches parse the page again
+    body = _trafilatura_body(page, pristine=lambda: _prepared_page(html))
     if body is not None:
         body = convert_to_html(body)[0]  # trafilatura's own XML (p, head, list, ref...) as HTML tags
         out.blocks = html_blocks(body)
@@ -176,21 +179,34 @@ def extract_html(html: str, *, base_url: str, want_title: bool = True) -> HtmlCo
     return out
 
 
-def _trafilatura_body(page: Any) -> Any:
-    """What `trafilatura.bare_extraction(page, options=_EXTRACTOR).body` is (None when it finds nothing).
+def _prepared_page(html: str) -> Any:
+    """The page as extract_html hands it to trafilatura: parsed, without scripts and content-less elements."""
+    page = _parse_document(html)
+    if page is not None:
+        etree.strip_elements(page, *_SCRIPTS, with_tail=False)
+        etree.strip_elements(page, *DROP_WITH_CONTENT, with_tail=False)
+    return page
 
+
+def _trafilatura_body(tree: Any, *, pristine: Callable[[], Any] | None = None) -> Any:
+    """What `trafilatura.bare_extraction(tree, options=_EXTRACTOR).body` is (None when it finds nothing).
+
+    The cascade prunes `tree` in place (bare_extraction would copy it first); `pristine` gives an unpruned
+    tree again for the rare page that needs trafilatura's escalation (default: a copy made up front).
     bare_extraction rather than extract(output_format="html"): the latter also computes a content fingerprint
     (simhash) we do not use, which costs more than the extraction itself. See _NO_ESCALATION for the rest.
     """
     if trafilatura.__version__ != _TRAFILATURA_WRITTEN_FOR:
-        return getattr(trafilatura.bare_extraction(page, options=_EXTRACTOR), "body", None)
-    tree = copy.copy(page)  # a deep copy, as bare_extraction makes of an element; the cascade prunes it in place
+        return getattr(trafilatura.bare_extraction(tree, options=_EXTRACTOR), "body", None)
+    if pristine is None:
+        kept = copy.copy(tree)  # a deep copy, as bare_extraction makes of an element
+        pristine = lambda: kept  # noqa: E731
     try:
         body, text, _, comments = trafilatura.core.trafilatura_sequence(tree, _NO_ESCALATION, None)
     except (TypeError, ValueError):  # what bare_extraction turns into None
         return None
     if _would_escalate(text, tree):
-        return getattr(trafilatura.bare_extraction(page, options=_EXTRACTOR), "body", None)
+        return getattr(trafilatura.bare_extraction(pristine(), options=_EXTRACTOR), "body", None)
     if len(text) < _EXTRACTOR.min_output_size and len(comments) < _EXTRACTOR.min_output_comm_size:
         return None  # bare_extraction's size check
     return body
@@ -252,19 +268,21 @@ def html_blocks(root: Any) -> list[Block]:
 
 
 def page_lines(content: HtmlContent) -> Iterable[str]:
-    """Every line of text on the whole page (scripts and styles gone), for page-wide searches."""
-    if content.page is None:
+    """Every line of text on the whole page (scripts and styles gone), for page-wide searches.
+
+    Parses the page again (~50 µs): asked only when `page_text` says a disclaimer may be there.
+    """
+    page = _prepared_page(content.source) if content.source else None
+    if page is None:
         return ()
-    body = content.page.find("body")
-    root = body if body is not None else content.page
+    body = page.find("body")
+    root = body if body is not None else page
     return (line for block in html_blocks(root) for line in block.lines)
 
 
 def page_text(content: HtmlContent) -> str:
     """The page's text in one string, for a cheap pre-check before `page_lines`."""
-    if content.page is None:
-        return ""
-    return str(content.page.text_content())
+    return content.page_text
 
 
 def render_html(content: HtmlContent, *, drop: Sequence[Any], base_url: str) -> str | None:

@@ -48,6 +48,7 @@ class _Group:
 class _Rules:
     kinds: tuple[str, ...]
     groups: tuple[_Group, ...]
+    by_keyword: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]  # every regex under its keyword, for the gate
     max_chars: int
     max_residue_chars: int
     min_signals: int
@@ -73,9 +74,13 @@ def rules() -> _Rules:
     for kind, entries in raw["kinds"].items():
         compiled += groups(entries, kind)
     compiled += groups(raw["shared"], None)
+    by_keyword: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for group in compiled:
+        by_keyword[group.keyword] = by_keyword.get(group.keyword, ()) + group.regexes
     return _Rules(
         kinds=tuple(raw["kinds"]),
         groups=tuple(compiled),
+        by_keyword=tuple(by_keyword.items()),
         max_chars=int(raw["max_chars"]),
         max_residue_chars=int(raw["max_residue_chars"]),
         min_signals=int(raw["min_signals"]),
@@ -130,9 +135,12 @@ def _signal_within(text: str, start: int, end: int) -> bool:
     """Does a signal lie in text[start:end] (give or take the length of a phrase at either edge)?"""
     lo, hi = max(0, start - _SIGNAL_CHARS), min(len(text), end + _SIGNAL_CHARS)
     window = text[lo:hi].lower()
-    for group in rules().groups:
-        if group.keyword in window and any(regex.search(text, lo, hi) for regex in group.regexes):
-            return True
+    # a plain loop over (keyword, regexes) pairs: ~0.1 µs a keyword, the cost of an article here
+    for keyword, regexes in rules().by_keyword:
+        if keyword in window:
+            for regex in regexes:
+                if regex.search(text, lo, hi):
+                    return True
     return False
 
 
