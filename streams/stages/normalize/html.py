@@ -240,30 +240,28 @@ def html_blocks(root: Any) -> list[Block]:
     blocks: list[Block] = []
     buf: list[str] = []
     starts: list[int] = []
-
-    def add(piece: str | None) -> None:
-        if piece:
-            buf.append(piece.replace("\n", " "))
-
+    block_tags = _BLOCK_TAGS
     for event, el in etree.iterwalk(root, events=("start", "end")):
-        tag = el.tag if isinstance(el.tag, str) else ""
-        is_block = tag in _BLOCK_TAGS
+        tag = el.tag  # a function for comments and processing instructions: neither a block nor text
         if event == "start":
-            if is_block:
-                _flush(buf, blocks, None)
+            if tag in block_tags:
+                if buf:
+                    _flush(buf, blocks, None)
                 starts.append(len(blocks))
             if tag == "br":
                 buf.append("\n")
-            elif tag:
-                add(el.text)
+            elif isinstance(tag, str) and (text := el.text):
+                buf.append(text.replace("\n", " "))
         else:
-            if is_block:
+            if tag in block_tags:
                 # the element owns the paragraph only when nothing else was emitted since it opened
                 start = starts.pop()
-                _flush(buf, blocks, el if len(blocks) == start else None)
-            if el is not root:
-                add(el.tail)
-    _flush(buf, blocks, None)
+                if buf:
+                    _flush(buf, blocks, el if len(blocks) == start else None)
+            if el is not root and (tail := el.tail):
+                buf.append(tail.replace("\n", " "))
+    if buf:
+        _flush(buf, blocks, None)
     return blocks
 
 
@@ -324,11 +322,14 @@ def _remove_keeping_tail(el: Any) -> None:
 
 
 def _flush(buf: list[str], blocks: list[Block], owner: Any) -> None:
-    if not buf:
-        return
     text = "".join(buf)
     buf.clear()
     # lxml decoded the page's references: "&lt;script&gt;" in a paragraph is text that reads as a tag, not kept
+    if "\n" not in text:  # most paragraphs: one line
+        line = _plain_line(text)
+        if line:
+            blocks.append(Block((line,), owner))
+        return
     lines = tuple(line for line in (_plain_line(part) for part in text.split("\n")) if line)
     if lines:
         blocks.append(Block(lines, owner))

@@ -227,13 +227,18 @@ def test_resolve_url(href: str | None, resolved: str | None) -> None:
 
 
 _LATIN1_AROUND = st.characters(min_codepoint=0x60, max_codepoint=0x110, exclude_categories=())
+_SPECIALS = st.sampled_from(
+    list("\x00\x08\t\n\x0b\x1f\x7f\x80\x9f\xa0\xad\u200b\u200c\u2060\ufeff\ufffd\ufffe\uffff\ud800\udfff")
+)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(alphabet=st.one_of(_LATIN1_AROUND, st.characters()), max_size=40))
-def test_mojibake_first_test_on_bytes_is_the_character_class_test(raw: str) -> None:
+@given(st.text(alphabet=st.one_of(_LATIN1_AROUND, _SPECIALS, st.characters()), max_size=40))
+def test_byte_tests_are_the_character_class_tests(raw: str) -> None:
+    data = raw.encode("utf-8", "surrogatepass")
     on_chars = re.search("[\u0080-\u009f\u00c2-\u00f4]", raw) is not None
-    assert (text._MOJIBAKE_FIRST_UTF8.search(raw.encode("utf-8", "surrogatepass")) is not None) == on_chars
+    assert any(r.search(data) for r in text._MOJIBAKE_FIRST_UTF8) == on_chars
+    assert text.has_control(data) == (text._CONTROL.search(raw) is not None)
 
 
 # --- plain-text fields carry no markup -------------------------------------------------------------------------
