@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
@@ -86,13 +86,17 @@ _EXTRACTOR = Extractor(
 # the rest run trafilatura's whole extraction again. The result is what bare_extraction returns (tested); on
 # any other trafilatura version it is bare_extraction itself.
 _TRAFILATURA_WRITTEN_FOR = "2.3.1"
+_TEXT_OF = etree.XPath("string()")
+_COUNT_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
 _NO_ESCALATION = copy.copy(_EXTRACTOR)
 _NO_ESCALATION.focus = "balanced (escalation decided by streams)"
 
 
-@dataclass(frozen=True)
-class Link:
-    """An anchor (or <link rel=alternate>) of the page: where translation links come from in HTML bodies."""
+class Link(NamedTuple):
+    """An anchor (or <link rel=alternate>) of the page: where translation links come from in HTML bodies.
+
+    A NamedTuple: a page has dozens of anchors, and a frozen dataclass costs four times as much to make.
+    """
 
     text: str
     href: str | None
@@ -215,9 +219,9 @@ def _trafilatura_body(tree: Any, *, pristine: Callable[[], Any] | None = None) -
 def _would_escalate(text: str, tree: Any) -> bool:
     """trafilatura_sequence's escalation test for extraction `text` on the pruned raw `tree`, html2txt mostly spared.
 
-    html2txt's length is at most the page's collapsed text plus two spaces per element (it only deletes
-    elements and puts a space before each block element's text and tail), so when the extraction reaches the
-    share of that bound, it reaches the share of html2txt's length too.
+    html2txt's length is at most the page's text plus two spaces per element (it only deletes elements, puts a
+    space before each block element's text and tail, and collapses whitespace), so when the extraction reaches
+    the share of that bound, it reaches the share of html2txt's length too.
     """
     size = len(text)
     if not 0 < size < trafilatura.core.ESCALATION_MAX_LENGTH:
@@ -225,7 +229,7 @@ def _would_escalate(text: str, tree: Any) -> bool:
     share = trafilatura.core.ESCALATION_PAGE_SHARE
     body = tree.find(".//body")
     root = body if body is not None else tree
-    upper = len(" ".join(root.text_content().split())) + 2 * int(root.xpath("count(descendant-or-self::*)"))
+    upper = len(_TEXT_OF(root)) + 2 * int(_COUNT_ELEMENTS(root))
     if size >= share * upper:
         return False
     return size < share * len(html2txt(tree))
