@@ -170,7 +170,8 @@ def extract_html(html: str, *, base_url: str, want_title: bool = True) -> HtmlCo
     out.page_text = str(page.text_content())
 
     # trafilatura may have the tree itself (no copy, ~15 µs): later page-wide searches parse the page again
-    body = _trafilatura_body(page, pristine=lambda: _prepared_page(html))
+    bound = _page_text_bound(out.page_text, html)
+    body = _trafilatura_body(page, pristine=lambda: _prepared_page(html), page_text_bound=bound)
     if body is not None:
         body = convert_to_html(body)[0]  # trafilatura's own XML (p, head, list, ref...) as HTML tags
         out.blocks = html_blocks(body)
@@ -183,6 +184,13 @@ def extract_html(html: str, *, base_url: str, want_title: bool = True) -> HtmlCo
     return out
 
 
+def _page_text_bound(page_text: str, html: str) -> int:
+    """What html2txt can measure on the page once trafilatura pruned it, at most: the page's text, plus two
+    spaces for each element, of which there are at most two per "<" (a tag, and a <p> the parser may wrap
+    around the text after it) and a few the parser adds (html, head, body)."""
+    return len(page_text) + 2 * (2 * html.count("<") + 8)
+
+
 def _prepared_page(html: str) -> Any:
     """The page as extract_html hands it to trafilatura: parsed, without scripts and content-less elements."""
     page = _parse_document(html)
@@ -192,7 +200,9 @@ def _prepared_page(html: str) -> Any:
     return page
 
 
-def _trafilatura_body(tree: Any, *, pristine: Callable[[], Any] | None = None) -> Any:
+def _trafilatura_body(
+    tree: Any, *, pristine: Callable[[], Any] | None = None, page_text_bound: int | None = None
+) -> Any:
     """What `trafilatura.bare_extraction(tree, options=_EXTRACTOR).body` is (None when it finds nothing).
 
     The cascade prunes `tree` in place (bare_extraction would copy it first); `pristine` gives an unpruned
@@ -209,28 +219,30 @@ def _trafilatura_body(tree: Any, *, pristine: Callable[[], Any] | None = None) -
         body, text, _, comments = trafilatura.core.trafilatura_sequence(tree, _NO_ESCALATION, None)
     except (TypeError, ValueError):  # what bare_extraction turns into None
         return None
-    if _would_escalate(text, tree):
+    if _would_escalate(text, tree, page_text_bound):
         return getattr(trafilatura.bare_extraction(pristine(), options=_EXTRACTOR), "body", None)
     if len(text) < _EXTRACTOR.min_output_size and len(comments) < _EXTRACTOR.min_output_comm_size:
         return None  # bare_extraction's size check
     return body
 
 
-def _would_escalate(text: str, tree: Any) -> bool:
+def _would_escalate(text: str, tree: Any, bound: int | None = None) -> bool:
     """trafilatura_sequence's escalation test for extraction `text` on the pruned raw `tree`, html2txt mostly spared.
 
     html2txt's length is at most the page's text plus two spaces per element (it only deletes elements, puts a
     space before each block element's text and tail, and collapses whitespace), so when the extraction reaches
-    the share of that bound, it reaches the share of html2txt's length too.
+    the share of that bound, it reaches the share of html2txt's length too. `bound`, when given, is such a
+    bound computed from the page before trafilatura pruned it (cheaper than measuring the tree).
     """
     size = len(text)
     if not 0 < size < trafilatura.core.ESCALATION_MAX_LENGTH:
         return False
     share = trafilatura.core.ESCALATION_PAGE_SHARE
-    body = tree.find(".//body")
-    root = body if body is not None else tree
-    upper = len(_TEXT_OF(root)) + 2 * int(_COUNT_ELEMENTS(root))
-    if size >= share * upper:
+    if bound is None:
+        body = tree.find(".//body")
+        root = body if body is not None else tree
+        bound = len(_TEXT_OF(root)) + 2 * int(_COUNT_ELEMENTS(root))
+    if size >= share * bound:
         return False
     return size < share * len(html2txt(tree))
 

@@ -10,6 +10,7 @@ import trafilatura.core
 from lxml import etree
 
 from streams.stages.normalize import html
+from tests.factories.hostile import HOSTILE_HTML
 from tests.factories.raw import OWN_PARAGRAPHS, own_aggregated_html
 
 _FILLER = " ".join(f"Entry {i} of a long directory listing that is not wrapped in paragraphs." for i in range(80))
@@ -67,3 +68,12 @@ def test_trafilatura_is_the_version_the_escalation_shortcut_was_written_for() ->
     # On another version _trafilatura_body is plain bare_extraction (correct, slower): check the shortcut against
     # the new trafilatura_sequence, then move _TRAFILATURA_WRITTEN_FOR.
     assert trafilatura.__version__ == html._TRAFILATURA_WRITTEN_FOR
+
+
+@pytest.mark.parametrize("name", sorted(PAGES) + [f"hostile_{n}" for n in sorted(HOSTILE_HTML)])
+def test_the_page_text_bound_is_never_below_what_trafilatura_measures(name: str) -> None:
+    page = PAGES[name] if name in PAGES else HOSTILE_HTML[name.removeprefix("hostile_")]
+    content = html.extract_html(page, base_url="https://partner.example.org/")
+    tree = copy.copy(prepared(page))
+    trafilatura.core.trafilatura_sequence(tree, html._NO_ESCALATION, None)  # prunes the tree as ours does
+    assert len(html.html2txt(tree)) <= html._page_text_bound(content.page_text, page)
