@@ -79,8 +79,8 @@ def main() -> None:
         elif got:
             false_refusals.append(("semeval", got, body))
 
-    print(f"not_an_article on SemEval-2022: {len(semeval)} distinct texts, {sum(1 for _, k in semeval.values() if k)}")
-    print(f"labelled walls ({LABELS.name})")
+    walls = sum(1 for _, k in semeval.values() if k)
+    print(f"not_an_article on SemEval-2022: {len(semeval)} distinct texts, {walls} labelled walls ({LABELS.name})")
     print(f"{'kind':<13} {'labelled':>8} {'caught':>7} {'other kind':>10} {'missed':>7} {'recall':>7}")
     total = collections.Counter[str]()
     for kind in sorted(per_kind):
