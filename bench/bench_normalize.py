@@ -1,8 +1,9 @@
 """Benchmark of the normalize stage on real BBC articles, as plain text and wrapped in a realistic HTML page.
 
-    .venv/bin/python bench/bench_normalize.py [--n 500]
+    .venv/bin/python bench/bench_normalize.py [--n 500] [--rounds 3]
 
-Prints µs per article for `normalize` beside the baseline `orjson.loads` of the same payloads in the same run,
+Prints µs per article for `normalize` beside the baseline `orjson.loads` of the same payloads in the same run
+(each article's best of --rounds passes, so that a busy shared machine measures the code, not its neighbours),
 and checks that the HTML path recovers the same text as the plain path (no navigation, ads, cookie banner,
 footer or script leaking in). Needs ../shared/data/bbc_news_fulltext.jsonl (read, never copied here).
 """
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.outcomes import Normalized  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 from streams.stages.normalize import NormalizeConfig, normalize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bbc_news_fulltext.jsonl"
@@ -48,9 +50,12 @@ def load_rows(n: int) -> list[dict[str, Any]]:
 
 
 def html_page(row: dict[str, Any]) -> str:
-    """A page as a scraper fetches it: scripts, nav, ads, the article, related links, banner, footer."""
-    title = html.escape(row["title"])
-    paragraphs = "\n".join(f"<p>{html.escape(p)}</p>" for p in row["body"].split("\n\n") if p.strip())
+    """A page as a scraper fetches it: scripts, nav, ads, the article, related links, banner, footer.
+
+    The corpus keeps some characters as HTML references ("caf&#233;"); in the page they stay references.
+    """
+    title = html.escape(html.unescape(row["title"]))
+    paragraphs = "\n".join(f"<p>{html.escape(html.unescape(p))}</p>" for p in row["body"].split("\n\n") if p.strip())
     return f"""<!DOCTYPE html>
 <html lang="en-GB"><head><meta charset="utf-8"><title>{title} - BBC News</title>
 <meta property="og:title" content="{title}"><link rel="stylesheet" href="/static/site.css">
@@ -101,28 +106,39 @@ def events(rows: list[dict[str, Any]], fmt: str) -> list[bytes]:
     return out
 
 
-def per_item_us(fn: Callable[[bytes], Any], payloads: list[bytes]) -> tuple[list[float], list[Any]]:
-    times, results = [], []
-    for p in payloads:
-        t0 = time.perf_counter_ns()
-        results.append(fn(p))
-        times.append((time.perf_counter_ns() - t0) / 1000)
-    return times, results
+def per_item_us(fn: Callable[[bytes], Any], payloads: list[bytes], rounds: int) -> tuple[list[float], list[Any]]:
+    """Each payload's best time over `rounds` passes (µs), and the results of the last pass.
+
+    The best of a few passes is what the code costs; a shared machine adds preemptions to single passes.
+    """
+    best = [float("inf")] * len(payloads)
+    results: list[Any] = []
+    for _ in range(rounds):
+        results = []
+        for i, p in enumerate(payloads):
+            t0 = time.perf_counter_ns()
+            results.append(fn(p))
+            best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000)
+    return best, results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500, help="articles per format (default 500)")
+    ap.add_argument("--rounds", type=int, default=3, help="passes; each article counts its best (default 3)")
     args = ap.parse_args()
     rows = load_rows(args.n)
-    config = NormalizeConfig()
+    config = NormalizeConfig.from_settings(Settings())
     origin = {"topic": "articles.raw", "partition": 0, "offset": 0, "timestamp_ms": 1754983862000}
 
     def run(payload: bytes) -> Any:
         return normalize(payload, origin=origin, now=NOW, config=config)
 
     texts: dict[str, list[str | None]] = {}
-    print(f"normalize benchmark: {len(rows)} BBC articles per format, Python {sys.version.split()[0]}")
+    print(
+        f"normalize benchmark: {len(rows)} BBC articles per format, best of {args.rounds} passes each, "
+        f"Python {sys.version.split()[0]}"
+    )
     widths = [("format", "<6"), ("bytes", ">7"), ("orjson µs", ">10"), ("normalize µs", ">13"), ("p50", ">8")]
     widths += [("p99", ">8"), ("ratio", ">7"), ("ok", ">3")]
     print(" ".join(f"{name:{fmt}}" for name, fmt in widths))
@@ -130,8 +146,8 @@ def main() -> None:
         payloads = events(rows, fmt)
         for p in payloads[:20]:  # warm-up: imports, caches, tldextract snapshot
             run(p)
-        base, _ = per_item_us(orjson.loads, payloads)
-        times, results = per_item_us(run, payloads)
+        base, _ = per_item_us(orjson.loads, payloads, args.rounds)
+        times, results = per_item_us(run, payloads, args.rounds)
         ok = sum(isinstance(r, Normalized) for r in results)
         texts[fmt] = [r.article["text"] if isinstance(r, Normalized) else None for r in results]
         mean_base, mean = statistics.fmean(base), statistics.fmean(times)

@@ -141,13 +141,14 @@ def produce(file: Any, topic: str, key_field: str, raw: bool) -> None:
     from streams.tools import produce as do_produce
 
     report = asyncio.run(do_produce(_settings(), file, topic=topic, key_field=key_field or None, raw=raw))
-    click.echo(
-        f"sent {report.sent} event(s) to {topic}"
-        + (f", skipped {report.skipped} non-JSON line(s)" if report.skipped else ""),
-        err=True,
-    )
-    if report.skipped:
-        sys.exit(1)
+    unsent = [
+        f"skipped {report.skipped} non-JSON line(s)" if report.skipped else "",
+        f"{report.too_large} line(s) over the topic's size limit not sent" if report.too_large else "",
+        f"{report.failed} line(s) refused" if report.failed else "",
+    ]
+    click.echo(", ".join([f"sent {report.sent} event(s) to {topic}", *filter(None, unsent)]), err=True)
+    if report.not_sent:
+        sys.exit(1)  # each line not sent was named above, with why
 
 
 @main.command()

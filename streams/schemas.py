@@ -51,6 +51,15 @@ def validator(name: str) -> Any:
     return jsonschema_rs.Draft202012Validator(load(name), validate_formats=False)
 
 
+def enum(name: str, *path: str) -> tuple[str, ...]:
+    """The values a schema allows for a property: enum("rejection.v1.json", "reason") lists the reason codes,
+    enum("rejection.v1.json", "details", "kind") the kinds of not_an_article. The file is the only list."""
+    node: dict[str, Any] = load(name)
+    for prop in path:
+        node = node["properties"][prop]
+    return tuple(node["enum"])
+
+
 def _pointer(path: Any) -> str:
     parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
     return "/" + "/".join(parts) if parts else ""
@@ -82,19 +91,3 @@ def check_all() -> list[str]:
     for n in names:
         validator(n)
     return names
-
-
-@functools.cache
-def enum(name: str, pointer: str) -> tuple[str, ...]:
-    """The values of the `enum` at JSON pointer `pointer` of schema `name`: codes come from the contract file.
-
-    >>> "invalid_json" in enum("rejection.v1.json", "/properties/reason")
-    True
-    """
-    node: Any = load(name)
-    for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    values = node.get("enum") if isinstance(node, dict) else None
-    if not isinstance(values, list):
-        raise KeyError(f"{name}{pointer} has no enum")
-    return tuple(str(v) for v in values if v is not None)

@@ -10,6 +10,8 @@ from typing import Any, BinaryIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streams import topics
 from streams.codec import dumps
@@ -17,7 +19,8 @@ from streams.kafka.client import aiokafka_kwargs
 from streams.rejections import original_key, original_payload
 from streams.settings import Settings
 
-MAX_REQUEST = 11 * 1024 * 1024  # raw events may be up to 10 MiB so that oversize ones arrive and get a reason
+MAX_REQUEST = topics.MAX_REQUEST_BYTES
+_IN_FLIGHT = 500  # sends awaited together
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:
@@ -34,8 +37,14 @@ def producer(settings: Settings) -> AIOKafkaProducer:
 
 @dataclass
 class ProduceReport:
-    sent: int = 0
+    sent: int = 0  # acknowledged by the broker
     skipped: int = 0  # lines that are not JSON in non-raw mode (reported, not sent)
+    too_large: int = 0  # lines over the topic's max.message.bytes (reported, not sent)
+    failed: int = 0  # lines the broker or client refused (reported with the error)
+
+    @property
+    def not_sent(self) -> int:
+        return self.skipped + self.too_large + self.failed
 
 
 def _lines(stream: BinaryIO) -> Iterable[bytes]:
@@ -61,15 +70,21 @@ async def produce(
     topic: str = "articles.raw",
     key_field: str | None = "url",
     raw: bool = False,
-    err: Any = sys.stderr,
+    err: Any = None,
 ) -> ProduceReport:
-    """Send each JSON line to `topic` (logical name). raw=True sends each line's bytes unchanged, keyless."""
-    name = topics.get(topic).physical(settings)
+    """Send each JSON line to `topic` (logical name). raw=True sends each line's bytes unchanged, keyless.
+
+    A line that cannot be sent (not JSON without --raw, larger than the topic's max.message.bytes, refused by
+    the broker) is reported on `err` with its number and why, and the others are sent all the same.
+    """
+    err = err if err is not None else sys.stderr  # the stream of the moment (a test or click may swap it)
+    entry = topics.get(topic)
+    name = entry.physical(settings)
     report = ProduceReport()
     prod = producer(settings)
     await _start(prod)
     try:
-        pending = []
+        pending: list[tuple[int, Any]] = []
         for n, line in enumerate(_lines(source), 1):
             key: bytes | None = None
             if not raw:
@@ -81,15 +96,43 @@ async def produce(
                     continue
                 if key_field and isinstance(doc, dict) and doc.get(key_field) is not None:
                     key = str(doc[key_field]).encode()
-            pending.append(await prod.send(name, value=line, key=key))
-            report.sent += 1
-            if len(pending) >= 500:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+            # aiokafka's own upper bound of the record on the wire, against the limit the broker applies to it:
+            # refused here, the line is named; refused by the broker, it was a traceback
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, line, [])
+            if size > entry.max_message_bytes:
+                print(
+                    f"line {n}: not sent: {len(line):,} bytes ({size:,} as a record) is over {topic}'s "
+                    f"max.message.bytes of {entry.max_message_bytes:,}",
+                    file=err,
+                )
+                report.too_large += 1
+                continue
+            try:
+                pending.append((n, await prod.send(name, value=line, key=key)))
+            except KafkaError as exc:
+                print(f"line {n}: not sent: {type(exc).__name__}: {exc}", file=err)
+                report.failed += 1
+                continue
+            if len(pending) >= _IN_FLIGHT:
+                await _settle(pending, report, err)
+        await _settle(pending, report, err)
     finally:
         await prod.stop()
     return report
+
+
+async def _settle(pending: list[tuple[int, Any]], report: ProduceReport, err: Any) -> None:
+    """Wait for the sends in flight; count the acknowledged ones and report each refusal by line number."""
+    results = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+    for (n, _), result in zip(pending, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result  # CancelledError, KeyboardInterrupt: not a refusal
+            print(f"line {n}: not sent: the broker refused it ({type(result).__name__}: {result})", file=err)
+            report.failed += 1
+        else:
+            report.sent += 1
+    pending.clear()
 
 
 async def records(

@@ -140,6 +140,10 @@ ALL: tuple[Topic, ...] = (
     DEDUP_SEQUENCED,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
+# The largest request a client makes: producers' max_request_size and consumers' fetch sizes. One raw event may
+# be up to articles.raw's max.message.bytes (10 MiB, so that oversized bodies arrive and get a reason), plus
+# the request's own framing.
+MAX_REQUEST_BYTES = max(t.max_message_bytes for t in ALL) + MIB
 
 
 def get(name: str) -> Topic:

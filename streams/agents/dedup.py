@@ -93,7 +93,7 @@ def register(p: Pipeline) -> None:
     tables = {name: p.table(name) for name in ("dedup-articles", "dedup-content", "dedup-held")}
     sequence_tp = TP(s.topic("articles.dedup-sequenced"), 0)
     active = _Active(p, tables, config, sequence_tp)
-    for match in schemas.enum("duplicate.v1.json", "/properties/match"):
+    for match in schemas.enum("duplicate.v1.json", "match"):
         m.duplicates.labels(match)
     for cause in ("window", "capacity"):
         m.dedup_evictions.labels(cause)

@@ -24,7 +24,7 @@ log = logging.getLogger("streams.normalize")
 def register(p: Pipeline) -> None:
     config = NormalizeConfig.from_settings(p.settings)
     summary: Counter[str] = Counter()
-    p.metrics.prime(STAGE, reasons=schemas.enum("rejection.v1.json", "/properties/reason"))
+    p.metrics.prime(STAGE, reasons=schemas.enum("rejection.v1.json", "reason"))
 
     def handle(inp: Input) -> Normalized | Rejected:
         outcome = normalize(

@@ -34,6 +34,7 @@ _NAME_JOINERS = frozenset(
     "of the and de du des la le les el los las y e di da del van von der den und et via for at in on & + / -"
     " a an".split()
 )
+_TRIM_CHARS = frozenset(_TRIM)
 _TITLE_TRIM = " .:;,!?\"'“”‘’«»-–—|"
 _TITLE_MAX_CHARS = 250  # a first line longer than this is a paragraph, not a headline
 _TITLE_FALLBACK_CHARS = 200
@@ -148,6 +149,13 @@ def original_publisher(line: str) -> str | None:
 
 def translation_language(line: str) -> str | None:
     """The language a translation link points to ("阅读中文版 (Read Chinese Version)" -> "zh"), or None."""
+    if len(line) > patterns().credit_max_chars and not _has_trim_ends(line):
+        return None  # a paragraph, not a link: no candidate (and kept out of the cache)
+    return _translation_language(line)
+
+
+@functools.lru_cache(maxsize=8192)  # anchor texts repeat on every page of a site ("Home", "News", ...); short
+def _translation_language(line: str) -> str | None:
     p = patterns()
     for candidate in _candidates(line, p.credit_max_chars):
         for regex, language in p.translations:
@@ -227,8 +235,12 @@ def strip_marks(blocks: Sequence[Sequence[str]], title: str | None) -> Marks:
     end = len(flat) - 1
     while end >= top and take_mark(end, flat[end][1], top=False):
         end -= 1
+    longest = patterns().credit_max_chars
     for i in range(top, end + 1):  # captions between paragraphs: only the strict credit shape
-        if (credit := image_credit(flat[i][1])) is not None:
+        line = flat[i][1]
+        if len(line) > longest and not _has_trim_ends(line):
+            continue  # a paragraph: longer than any credit, whatever decoration is trimmed
+        if (credit := image_credit(line)) is not None:
             credits[i] = credit
             removed.add(i)
 
@@ -278,6 +290,11 @@ def _shorten(line: str) -> str:
 
 def _title_key(text: str) -> str:
     return " ".join(text.split()).casefold().strip(_TITLE_TRIM)
+
+
+def _has_trim_ends(line: str) -> bool:
+    """Could stripping the decoration change the length of `line`? (Else a long line has no candidate.)"""
+    return line[:1] in _TRIM_CHARS or line[-1:] in _TRIM_CHARS
 
 
 def _candidates(line: str, max_chars: int) -> list[str]:

@@ -30,13 +30,16 @@ from dateutil import parser as dateparser
 from streams import codec
 from streams.outcomes import Normalized, Rejected
 from streams.schemas import first_violation
-from streams.stages.normalize import html, marks, text, urls
+from streams.stages.normalize import html, interstitials, marks, text, urls
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-NORMALIZE_VERSION = "1"  # bump when the same input would give a different article
+NORMALIZE_VERSION = "2"  # bump when the same input would give a different article (2: plain-text fields, walls)
 RAW_SCHEMA = "raw_article.v1.json"
+# Levels of nesting the carried metadata may have. orjson reads 1,024 but writes 254 (the article adds one), and
+# no producer needs more than a handful: deeper events are refused as too_large, so every article encodes.
+MAX_METADATA_DEPTH = 64
 _UTF8_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets parsers ignore it; some producers (.NET, PowerShell) write it
 _MESSAGE_CHARS = 300
 _URL_DETAIL_CHARS = 500
@@ -54,6 +57,13 @@ _ZONES = {
 # ("12 Aug 2025"), one that differs was missing a part ("12 Aug" would take the year from the default).
 _DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 _RFC822 = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}")
+# The shape almost every feed uses ("Tue, 12 Aug 2025 09:30:00 +0200"), read without email.utils (~15 µs):
+# _rfc822_plain gives exactly what email.utils gives for it (tested), and leaves every other spelling to it.
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_RFC822_PLAIN = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"([1-9]\d{3}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})"  # years under 100 email.utils moves
+)
 
 
 @dataclass(frozen=True)
@@ -120,23 +130,40 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         return Rejected(
             "bad_url",
             _sentence(f"The url is not usable: {canonical.reason}"),
-            {"url": url_text[:_URL_DETAIL_CHARS]},
+            {"url": urls.public_spelling(url_text[:_URL_DETAIL_CHARS])},
+        )
+    metadata = _safe_metadata(raw["metadata"]) if isinstance(raw.get("metadata"), dict) else None
+    if isinstance(metadata, int):
+        return Rejected(
+            "too_large",
+            f"The event's metadata nests {metadata} levels deep, over the limit of {MAX_METADATA_DEPTH}.",
+            {"depth": metadata, "depth_limit": MAX_METADATA_DEPTH},
         )
     base_url = url_text.strip()
     body = text.clean(raw["body"])
     raw_title = text.clean_inline(raw.get("title"))
     content: html.HtmlContent | None = None
     if raw.get("body_format") == "html":
-        content = html.extract_html(body.text, base_url=base_url)
+        content = html.extract_html(body.text, base_url=base_url, want_title=not raw_title.text)
         blocks = content.blocks
         title = raw_title.text or content.title
     else:
-        blocks = text.text_blocks(body.text)
+        # a text body is plain text: markup a scraper left in it is not (see text.strip_markup)
+        blocks = text.text_blocks(text.strip_markup(body.text, paragraphs=True))
         title = raw_title.text
     found = marks.strip_marks([block.lines for block in blocks], title or None)
     # In HTML a line break is a <br> the author wrote; in plain text it is mostly hard wrapping.
     joiner = "\n" if content is not None else " "
     article_text = "\n\n".join(joiner.join(lines) for lines in found.blocks if lines)
+    # a one-line bot check ("Checking your browser ... Ray ID: 7a1b") reads as a headline and leaves no text
+    stand_in = interstitials.detect(article_text or found.title)
+    if stand_in is not None:
+        return Rejected(
+            "not_an_article",
+            f"The text is a {stand_in.kind.replace('_', ' ')} the site served instead of the article; "
+            "fetch the article again.",
+            {"kind": stand_in.kind, "signals": list(stand_in.signals)},
+        )
     if not article_text:
         return Rejected(
             "empty_text",
@@ -169,8 +196,8 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         "schema": "article.v1",
         "article_id": codec.short_hash(canonical.url),
         "revision": codec.short_hash(article_text),
-        "event_id": raw.get("event_id"),
-        "url": url_text,
+        "event_id": _plain_id(raw.get("event_id")),
+        "url": urls.public_spelling(url_text),
         "canonical_url": canonical.url,
         "host": canonical.host,
         "domain": canonical.domain,
@@ -183,15 +210,18 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         "authors": list(_unique(text.clean_inline(a).text for a in raw.get("authors") or ())),
         "source": {
             "name": text.clean_inline(source.get("name")).text or canonical.domain,
-            "id": source.get("id"),
-            "url": source.get("url"),
+            "id": _plain_id(source.get("id")),
+            "url": _web_link(source.get("url")),
             "priority": source.get("priority"),
         },
         "attribution": {
             "image_credits": list(_unique(credits)),
             "original_publishers": list(_unique(publishers)),
         },
-        "alternates": [{"language": a.language, "label": a.label, "url": a.url} for a in alternates],
+        "alternates": [
+            {"language": a.language, "label": a.label, "url": urls.public_spelling(a.url) if a.url else None}
+            for a in alternates
+        ],
         "flags": {
             "aggregated": disclaimer is not None,
             "disclaimer": disclaimer,
@@ -201,8 +231,8 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         "origin": {k: origin.get(k) for k in ("topic", "partition", "offset", "timestamp_ms")},
         "pipeline": {"normalize": NORMALIZE_VERSION},
     }
-    if isinstance(raw.get("metadata"), dict):
-        article["metadata"] = raw["metadata"]  # raw_article.v1: "carried along unchanged"
+    if metadata is not None:
+        article["metadata"] = metadata
     return Normalized(article)
 
 
@@ -284,6 +314,9 @@ def _iso(raw: str) -> datetime | None:
 def _rfc822(raw: str) -> datetime | None:
     # email.utils reads almost anything, silently dropping a zone it does not know: only RFC 822 shapes
     # ("Tue, 12 Aug 2025 09:30:00 +0200") go to it, and an unknown zone name is left to dateutil.
+    plain = _rfc822_plain(raw)
+    if plain is not None:
+        return plain
     if not _RFC822.match(raw):
         return None
     try:
@@ -293,6 +326,22 @@ def _rfc822(raw: str) -> datetime | None:
     if parsed.tzinfo is None and raw.rsplit(None, 1)[-1].isalpha():
         return None
     return parsed
+
+
+def _rfc822_plain(raw: str) -> datetime | None:
+    """The common RFC 822 spelling with a numeric zone, or None (then email.utils decides, also on bad values)."""
+    m = _RFC822_PLAIN.fullmatch(raw)
+    if m is None:
+        return None
+    day, month, year, hour, minute, second, sign, zh, zm = m.groups()
+    if sign == "-" and zh == zm == "00":
+        return None  # "-0000": "no zone information" to email.utils, a naive time
+    offset = (int(zh) * 3600 + int(zm) * 60) * (-1 if sign == "-" else 1)
+    try:
+        zone = timezone(timedelta(seconds=offset))
+        return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=zone)
+    except ValueError:
+        return None
 
 
 def _dateutil(raw: str) -> datetime | None:
@@ -316,10 +365,69 @@ def _zone(name: str | None, offset: int | None) -> Any:
 
 
 def _sentence(message: str) -> str:
-    message = " ".join(message.split())
+    # messages quote the event's values (a schema violation names the bad value): no markup in them either
+    message = " ".join(text.strip_markup(message, entities=False).split())
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 1] + "…"
     return message if message.endswith((".", "…")) else message + "."
+
+
+def _plain_id(value: Any) -> Any:
+    """An identifier as sent (ids never hold markup; tags are removed from one that does)."""
+    return text.strip_markup(value, entities=False) if isinstance(value, str) else value
+
+
+def _web_link(value: Any) -> str | None:
+    """A link to a web page as sent, publicly spelt; None for other schemes (javascript:, data:, file: ...)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if urls.scheme_of(value) not in (None, "http", "https"):
+        return None
+    return urls.public_spelling(value.strip())
+
+
+_ACTIVE_SCHEMES = frozenset({"javascript", "vbscript", "livescript"})
+_INERT_DATA = re.compile(r"\s*data:image/(?:png|jpe?g|gif|webp|avif)[;,]", re.IGNORECASE)
+
+
+def _safe_metadata(metadata: dict[str, Any]) -> dict[str, Any] | int:
+    """The producer's metadata, unchanged except where it could turn active in a consumer's page; or, when it
+    nests deeper than MAX_METADATA_DEPTH, that depth.
+
+    Strings and keys holding markup lose their tags; a string that is a script URL (javascript:, vbscript:,
+    a data: URL other than a plain image) becomes null. Iterative: orjson reads 1,024 levels, past Python's
+    recursion limit.
+    """
+    out: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, int]] = [(metadata, out, 1)]
+    deepest = 1
+    while stack:
+        source, target, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for key, value in source.items() if isinstance(source, dict) else enumerate(source):
+            copied: Any
+            if isinstance(value, dict):
+                copied = {}
+                stack.append((value, copied, depth + 1))
+            elif isinstance(value, list):
+                copied = []
+                stack.append((value, copied, depth + 1))
+            elif isinstance(value, str):
+                copied = _safe_string(value)
+            else:
+                copied = value
+            if isinstance(target, dict):
+                target[text.strip_markup(str(key), entities=False)] = copied
+            else:
+                target.append(copied)
+    return out if deepest <= MAX_METADATA_DEPTH else deepest
+
+
+def _safe_string(value: str) -> str | None:
+    scheme = urls.scheme_of(value) if ":" in value else None
+    if scheme in _ACTIVE_SCHEMES or (scheme == "data" and not _INERT_DATA.match(value)):
+        return None
+    return text.strip_markup(value, entities=False)
 
 
 def _unique(values: Any) -> tuple[str, ...]:

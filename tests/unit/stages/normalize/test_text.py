@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import lxml.html
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
 
 from streams.stages.normalize import html, text
 
@@ -218,3 +224,97 @@ def test_page_language_and_hreflang_links_are_collected() -> None:
 )
 def test_resolve_url(href: str | None, resolved: str | None) -> None:
     assert html.resolve_url(href, BASE) == resolved
+
+
+_LATIN1_AROUND = st.characters(min_codepoint=0x60, max_codepoint=0x110, exclude_categories=())
+_SPECIALS = st.sampled_from(
+    list("\x00\x08\t\n\x0b\x1f\x7f\x80\x9f\xa0\xad\u200b\u200c\u2060\ufeff\ufffd\ufffe\uffff\ud800\udfff")
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.one_of(_LATIN1_AROUND, _SPECIALS, st.characters()), max_size=40))
+def test_byte_tests_are_the_character_class_tests(raw: str) -> None:
+    data = raw.encode("utf-8", "surrogatepass")
+    on_chars = re.search("[\u0080-\u009f\u00c2-\u00f4]", raw) is not None
+    assert any(r.search(data) for r in text._MOJIBAKE_FIRST_UTF8) == on_chars
+    assert text.has_control(data) == (text._CONTROL.search(raw) is not None)
+
+
+# --- plain-text fields carry no markup -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "plain"),
+    [
+        ("<script>alert(1)</script> Headline", "Headline"),
+        ("Profits < forecast", "Profits < forecast"),
+        ("3 < 5 > 2, and 3<5", "3 < 5 > 2, and 3<5"),
+        ("AT&amp;T &amp; Verizon", "AT&T & Verizon"),
+        ("AT&T, M&S and P&O", "AT&T, M&S and P&O"),
+        ("&#163;1.8m fine &#x2014; for Viacom", "£1.8m fine — for Viacom"),
+        ("&lt;script&gt;alert(1)&lt;/script&gt;Headline", "Headline"),
+        ("&#60;script&#62;alert(1)&#60;/script&#62;Headline", "Headline"),
+        ("&amp;lt;b&amp;gt; tag", "&lt;b&gt; tag"),
+        ("<img src=x onerror=alert(1)>Headline", "Headline"),
+        ("<svg onload=alert(1)><script>alert(2)</script></svg>Headline", "Headline"),
+        ('<a href="javascript:alert(1)" onclick="x()">Click</a> here', "Click here"),
+        ("<iframe src=//evil.example>fallback</iframe>Headline", "Headline"),
+        ("<object data=x.swf><embed src=x.swf></object>Headline", "Headline"),
+        ('<div style="width: expression(alert(1))">Headline</div>', "Headline"),
+        ("<style>body{background:url(javascript:alert(1))}</style>Headline", "Headline"),
+        ("<!-- a comment -->Head<br>line", "Head line"),
+        ("<b>Bold</b> move by <i>the</i> council", "Bold move by the council"),
+        ("<title>Page</title>Headline", "Headline"),
+        ("Headline <script>alert(1)", "Headline"),
+        ("<scr<script>ipt>alert(1)</script>Headline", "ipt>alert(1)Headline"),
+        ("Tom &amp Jerry &copy; 2020", "Tom & Jerry © 2020"),
+    ],
+)
+def test_one_line_fields_are_plain_text(raw: str, plain: str) -> None:
+    assert text.clean_inline(raw).text == plain
+
+
+def test_markup_in_a_text_body_keeps_its_paragraphs() -> None:
+    body = "<p>First paragraph.</p><p>Second<br>line.</p><script>alert(1)</script>"
+    assert text.text_blocks(text.strip_markup(body, paragraphs=True)) == [
+        text.Block(("First paragraph.",)),
+        text.Block(("Second", "line.")),
+    ]
+
+
+def test_text_already_decoded_by_a_parser_is_not_decoded_again() -> None:
+    assert text.strip_markup("Write &amp; for &", entities=False) == "Write &amp; for &"
+    assert text.strip_markup("<b>bold</b> &lt;", entities=False) == "bold &lt;"
+
+
+_MARKUP_BITS = st.sampled_from(
+    ["<", ">", "&", ";", "/", "!", "?", "-", "=", '"', "'", " ", "\n", "script", "img", "b", "p", "svg", "a",
+     "onerror", "javascript:", "&lt;", "&gt;", "&amp;", "&#60;", "&#x3c;", "<!--", "-->", "<![CDATA[", "]]>",
+     "title", "textarea", "x", "1"]
+)  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_MARKUP_BITS, st.text(max_size=3)), max_size=30).map("".join))
+def test_no_markup_survives_plain_text_whatever_the_input(raw: str) -> None:
+    for plain in (text.strip_markup(raw), text.strip_markup(raw, entities=False), text.clean_inline(raw).text):
+        assert not text.TAG_START.search(plain)
+        assert not _elements_a_parser_sees(plain), plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text().filter(lambda s: "<" not in s and "&" not in s))
+def test_text_without_markup_characters_is_untouched(raw: str) -> None:
+    assert text.strip_markup(raw) == raw
+
+
+def _elements_a_parser_sees(value: str) -> list[str]:
+    """Elements an independent HTML parser (libxml2, through lxml) builds from `value`, if any."""
+    if not value.strip():
+        return []
+    try:
+        root = lxml.html.fragment_fromstring(value, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return []
+    return [el.tag for el in root.iterdescendants() if isinstance(el.tag, str)]

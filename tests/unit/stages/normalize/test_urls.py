@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.stages.normalize import urls
 
@@ -138,3 +140,47 @@ def test_tracking_params_file_lists_the_usual_ones() -> None:
         assert name in tracking
     assert "id" not in tracking and "page" not in tracking and "q" not in tracking
     assert all(name == name.lower() for name in tracking.exact)
+
+
+# --- the ASCII fast path gives exactly what the general path gives -------------------------------------------
+
+_SAFE = "abcXYZ019-._~"
+_segment = st.text(alphabet=_SAFE + "/.", max_size=12)
+_word = st.text(alphabet=_SAFE, max_size=6)
+_pair = st.one_of(
+    st.builds(lambda k, v: f"{k}={v}", _word, _word),
+    _word,
+    st.sampled_from(["utm_source=rss", "UTM_Medium=x", "fbclid=1", "gclid", "=v", "a=b=c", "", "_ga=2"]),
+)
+_simple_urls = st.builds(
+    lambda scheme, host, port, path, query, fragment: f"{scheme}://{host}{port}{path}{query}{fragment}",
+    st.sampled_from(["http", "https", "HTTPS", "Http"]),
+    st.sampled_from(["example.com", "WWW.Example.COM", "news.bbc.co.uk", "a_b.example", "-x.example", "example.com.",
+                     "192.0.2.7", "localhost", "a..b", "x" * 64 + ".com", "xn--bcher-kva.example"]),
+    st.sampled_from(["", ":80", ":443", ":8080", ":0443", ":65535", ":70000", ":"]),
+    st.one_of(st.just(""), st.builds(lambda s: "/" + s, _segment)),
+    st.one_of(st.just(""), st.builds(lambda ps: "?" + "&".join(ps), st.lists(_pair, max_size=5))),
+    st.sampled_from(["", "#", "#top", "#a/b?c"]),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_simple_urls)
+def test_ascii_fast_path_agrees_with_the_general_path(url: str) -> None:
+    fast = urls._canonicalize_simple(url)
+    if fast is not None:
+        assert fast == urls._canonicalize_general(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.bbc.co.uk/news/business/12?utm_source=bench&utm_medium=rss",
+        "https://example.com",
+        "https://example.com/a?b=2&a=1&a=0&c",
+        "HTTP://Example.COM:80/World/Story#x",
+    ],
+)
+def test_typical_article_urls_take_the_fast_path(url: str) -> None:
+    fast = urls._canonicalize_simple(url)
+    assert fast is not None and fast == urls._canonicalize_general(url)
