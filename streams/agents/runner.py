@@ -61,7 +61,12 @@ class Input:
 
     @property
     def coordinates(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "timestamp_ms": self.timestamp_ms}
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms,
+        }
 
     def json(self) -> Any:
         """The value decoded (stages after normalize read JSON their own stage wrote); None if it is not."""
@@ -322,4 +327,3 @@ def register(pipeline: Pipeline, **kwargs: Any) -> StageRunner:
     runner = StageRunner(pipeline, **kwargs)
     runner.register()
     return runner
-

@@ -128,9 +128,9 @@ def _anchors(text: str) -> list[tuple[int, int]]:
             at = low.find(word)
             while at != -1:
                 if not (at and (low[at - 1].isalnum() or low[at - 1] == "-")):
-                    m = _WORD_AT.match(text, at)
-                    if m is not None:
-                        found.append((at, m.end()))
+                    word_m = _WORD_AT.match(text, at)
+                    if word_m is not None:
+                        found.append((at, word_m.end()))
                 at = low.find(word, at + len(word))
     found.sort()
     out: list[tuple[int, int]] = []
@@ -213,7 +213,7 @@ def extract(text: str) -> list[dict[str, Any]]:
         elif people:
             kind, shown, norm_value, base = "people", "people", value, "people"
         else:
-            kind, shown, norm_value, base = "count", "", value, ""
+            kind, shown, norm_value, base = "count", "", value, ""  # only with a rate: "1,000 per day"
         if rate:
             per = after["per"].lower()
             shown = f"{shown} per {per}".strip()

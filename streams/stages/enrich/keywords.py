@@ -83,10 +83,10 @@ def ranked(text: str, lang: str | None, pool: int = 40) -> list[dict[str, Any]]:
     chosen: list[tuple[float, str]] = []
     taken: list[set[str]] = []
     for score, _, key in scored:
-        parts = set(key.split())
-        if any(parts <= t or t <= parts for t in taken):
+        words_of = set(key.split())
+        if any(words_of <= t or t <= words_of for t in taken):
             continue
-        taken.append(parts)
+        taken.append(words_of)
         chosen.append((score, forms[key]))
         if len(chosen) == pool:
             break

@@ -55,7 +55,8 @@ def load_pipeline(package: str) -> Any:
         ) from exc
     if "ner" not in nlp.pipe_names:
         raise ModelUnavailable(f"spaCy model package {package!r} has no ner component")
-    if "tok2vec" in nlp.pipe_names and not nlp.get_pipe("tok2vec").listening_components:
+    shared: Any = nlp.get_pipe("tok2vec") if "tok2vec" in nlp.pipe_names else None
+    if shared is not None and not shared.listening_components:
         nlp.remove_pipe("tok2vec")
     for name in nlp.pipe_names:
         if name not in ("ner", "tok2vec", "transformer"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -108,7 +108,7 @@ class _Tally:
     def __init__(self) -> None:
         self.articles = 0
         self.rejected = 0
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         self.ner_batches: list[float] = []
         self.without_model: Counter[str] = Counter()
         self.entities: Counter[str] = Counter()
@@ -231,9 +231,9 @@ class Enricher:
         t4 = time.perf_counter()
         words = reading.word_count(text)
         t5 = time.perf_counter()
-        tally.seconds.update(
-            {"language": t1 - t0, "figures": t2 - t1, "keywords": t3 - t2, "summary": t4 - t3, "reading": t5 - t4}
-        )
+        spent = {"language": t1 - t0, "figures": t2 - t1, "keywords": t3 - t2, "summary": t4 - t3, "reading": t5 - t4}
+        for name, seconds in spent.items():
+            tally.seconds[name] += seconds
         w.enrichment = {
             "language": w.language.as_dict(),
             "entities": [],
