@@ -281,3 +281,46 @@ def test_an_unknown_model_package_says_so() -> None:
 
     with pytest.raises(ModelUnavailable, match="not installed"):
         Enricher(EnrichConfig.from_settings(Settings(enrich_models="en:no_such_model_package")))
+
+
+# --- metrics and schema -----------------------------------------------------------------------------------------
+
+
+def test_stats_feed_the_enrich_metrics(enricher: Enricher) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    metrics.prime_enrich(ENRICHERS)
+    enricher.stats()
+    enricher.enrich_batch([own_article(), ukrainian_article()])
+    metrics.observe_enrich(enricher.stats())
+    r = metrics.registry
+    assert r.get_sample_value("streams_enrich_articles_without_model_total", {"language": "uk"}) == 1
+    assert r.get_sample_value("streams_enrich_entities_total", {"type": "person"}) == 2
+    assert r.get_sample_value("streams_enrich_figures_total", {"kind": "money"}) == 1
+    assert r.get_sample_value("streams_enrich_ner_batch_seconds_count") == 1
+    assert (r.get_sample_value("streams_enrich_enricher_seconds_total", {"enricher": "ner"}) or 0) > 0
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "keyword"),
+    [
+        (("figures", 0, "kind"), "weight", "enum"),
+        (("entities", 1, "country_code"), "ukr", "pattern"),
+        (("language", "code"), "eng", "pattern"),
+        (("word_count",), -1, "minimum"),
+    ],
+)
+def test_the_schema_describes_and_checks_every_enrichment_field(
+    enricher: Enricher, seed_text: str, path: tuple, value: Any, keyword: str
+) -> None:
+    doc = copy.deepcopy(enriched(enricher, seed_article(seed_text)))
+    target = doc["enrichment"]
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    violation = first_violation("article.v1.json", doc)
+    assert violation is not None and violation.keyword == keyword
+    assert violation.pointer == "/enrichment/" + "/".join(str(p) for p in path)
