@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from streams.stages.enrich.ner import Mention
@@ -38,12 +39,12 @@ class _Group:
     mentions: list[tuple[str, int, str]] = field(default_factory=list)  # (surface, start, label)
     found: list[int] = field(default_factory=list)  # starts of the names found in the text by _recount
 
-    @property
+    @cached_property
     def label(self) -> str:
         votes = Counter(label for _, _, label in self.mentions)
         return min(votes, key=lambda lab: (-votes[lab], _LABEL_PRIORITY[lab]))
 
-    @property
+    @cached_property
     def name(self) -> str:
         forms = Counter(surface for surface, _, _ in self.mentions)
         first = {surface: start for surface, start, _ in reversed(self.mentions)}
@@ -58,7 +59,7 @@ class _Group:
     def count(self) -> int:
         return max(len(self.found), len(self.mentions))
 
-    @property
+    @cached_property
     def tokens(self) -> list[str]:
         return self.key.split()
 
@@ -153,7 +154,7 @@ def _recount(text: str, groups: list[_Group]) -> None:
     The model misses repeats (on the seed it tags 4 of the 7 "Zelenskyy"); the names it did tag find the rest.
     A name is matched as written (case-sensitive, "US" is not "us") between non-word characters.
     """
-    claimed: list[tuple[int, int]] = []
+    claimed = bytearray(len(text))  # 1 where a counted name already is
     forms = sorted(
         ((form, g) for g in groups for form in {s for s, _, _ in g.mentions}),
         key=lambda fg: (-len(fg[0]), fg[0], fg[1].key),
@@ -163,8 +164,8 @@ def _recount(text: str, groups: list[_Group]) -> None:
         while at != -1:
             end = at + len(form)
             bounded = (at == 0 or not text[at - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
-            if bounded and not any(s < end and at < e for s, e in claimed):
-                claimed.append((at, end))
+            if bounded and claimed.find(1, at, end) == -1:
+                claimed[at:end] = b"\x01" * (end - at)
                 g.found.append(at)
             at = text.find(form, at + 1)
 
@@ -197,6 +198,8 @@ def _join_people(groups: dict[str, _Group], gazetteer: Gazetteer) -> None:
         if len(owners) == 1:
             # The partial mentions vote as PERSON: spaCy's other labels for them were its mistakes.
             owners[0].mentions.extend((s, at, "PERSON") for s, at, _ in g.mentions)
+            owners[0].__dict__.pop("label", None)  # cached_property: computed again from the new mentions
+            owners[0].__dict__.pop("name", None)
             del groups[key]
 
 

@@ -58,15 +58,17 @@ def summarise(text: str, keywords: list[dict[str, Any]], count: int) -> dict[str
     """{"text": the chosen sentences joined by a space, "sentences": [[start, end], ...]} in text order."""
     spans = sentences(text)
     lowered = [(k["text"].lower(), k["score"]) for k in keywords]
+    low_text = text.lower()
+    same_offsets = len(low_text) == len(text)  # a few letters ("İ") lower-case to two characters
     scored: list[tuple[float, int]] = []
     for i, (start, end) in enumerate(spans):
         sentence = text[start:end]
-        n_words = len(sentence.split())
+        n_words = sentence.count(" ") + 1  # a sentence has no line break; runs of spaces were collapsed upstream
         if not _MIN_WORDS <= n_words <= _MAX_WORDS:
             continue
-        low = sentence.lower()
+        low = low_text[start:end] if same_offsets else sentence.lower()
         score = sum(weight for kw, weight in lowered if kw in low) / math.sqrt(n_words)
-        if not scored and i == _first_eligible(spans, text):
+        if not scored:  # the first sentence of a summary's length: the lede
             score *= _LEDE_BONUS
         scored.append((score, i))
     best = sorted(scored, key=lambda s: (-s[0], s[1]))[:count]
@@ -76,9 +78,3 @@ def summarise(text: str, keywords: list[dict[str, Any]], count: int) -> dict[str
     picked = [spans[i] for i in chosen]
     return {"text": " ".join(text[s:e] for s, e in picked), "sentences": [[s, e] for s, e in picked]}
 
-
-def _first_eligible(spans: list[tuple[int, int]], text: str) -> int:
-    for i, (start, end) in enumerate(spans):
-        if _MIN_WORDS <= len(text[start:end].split()) <= _MAX_WORDS:
-            return i
-    return -1
