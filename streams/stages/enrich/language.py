@@ -5,8 +5,8 @@ Rule: cheap first, a better detector only when unsure. On a sample of title + te
 reliable with >= 90 % of the text; else py3langid (restricted to languages that have an ISO 639-1 code) answers
 when its probability is >= `threshold`; else lingua (high accuracy) scores py3langid's five best candidates and
 the two opinions are multiplied. A sample without letters (a title that is only a date) has no language.
-For example "Zelenskyy rejects land cession ..." -> Language("en", 0.99, "Latn", "cld2"), and the Bulgarian
-title "Пакистан е блокиран трети ден от протести" (py3langid: mk 0.55, bg 0.36) -> Language("bg", ..., "lingua").
+For example the seed's title and text -> Language("en", 0.99, "Latn", "cld2"), and the (invented) Bulgarian title
+"Рибарите поискаха помощ от правителството" (py3langid: bg 0.69) -> Language("bg", 0.99, "Cyrl", "lingua").
 
 Measured on ../shared/data's Slavic news (BENCHMARKS.md, bench/bench_enrich.py).
 """

@@ -8,10 +8,10 @@ and `enrichment.versions` say which code and which libraries and models produced
 seed becomes its article with
 
     enrichment = {"language": {"code": "en", ...}, "entities": [{"name": "Volodymyr Zelenskyy", "type": "person",
-                  "mentions": 11, "first_offset": 20, ...}, {"name": "Kharkiv", "type": "place", "country_code":
+                  "mentions": 7, "first_offset": 20, ...}, {"name": "Kharkiv", "type": "place", "country_code":
                   "UA", ...}, ...], "figures": [{"surface": "approximately 90,000 square kilometers", "kind": "area",
-                  "value": 90000, "unit": "km²", ...}, ...], "keywords": [...], "summary": {...}, "word_count": 578,
-                  "reading_time_seconds": 146, "versions": {...}}
+                  "value": 90000, "unit": "km²", ...}, ...], "keywords": [...], "summary": {...}, "word_count": 505,
+                  "reading_time_seconds": 128, "versions": {...}}
 
 An article in a language without a model gets every other enrichment and `entities_skipped: "no model for uk"`.
 Pure and deterministic: no clock, no I/O after the models are loaded; the same article gives the same enrichment

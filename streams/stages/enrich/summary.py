@@ -77,4 +77,3 @@ def summarise(text: str, keywords: list[dict[str, Any]], count: int) -> dict[str
         chosen = [0]
     picked = [spans[i] for i in chosen]
     return {"text": " ".join(text[s:e] for s, e in picked), "sentences": [[s, e] for s, e in picked]}
-
