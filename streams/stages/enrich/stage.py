@@ -177,12 +177,16 @@ class Enricher:
         started = time.perf_counter()
         futures = {lang: asyncio.ensure_future(pool.arun(lang, [w.text[: self.config.ner_max_chars] for w in items]))
                    for lang, items in jobs.items()}  # fmt: skip
+        broken = False
         for lang, items in jobs.items():
             try:
                 results = await futures[lang]
             except Exception:  # the pool failed this batch: find the article that fails, alone, here
-                results = None
+                results, broken = None, True
             self._ner_results(lang, items, results, time.perf_counter() - started)
+        if broken:  # a worker may have died (BrokenProcessPool): the next batch starts a fresh pool
+            self._pool = None
+            await asyncio.to_thread(pool.close)
         return self._finish(work)
 
     def versions(self) -> dict[str, str]:
