@@ -1,7 +1,7 @@
 """Entities enricher: spaCy's mentions of one article -> people, organisations and places, merged by name.
 
-Rule: mentions (PERSON, ORG, GPE, LOC; NORP only as a vote) are cleaned ("the", a possessive "'s" and quotes
-dropped), a hyphenated pair of known people is split ("Trump-Putin summit" -> Trump, Putin), mentions of one name
+Rule: mentions (PERSON, ORG, GPE, LOC; NORP only as a vote) are cleaned ("the", a possessive "'s", quotes and
+a person's honorific such as "Ms" dropped), a hyphenated pair of known people is split ("Trump-Putin summit" -> Trump, Putin), mentions of one name
 take the label most of them have, a name that is the first or last part of exactly one longer person's name joins
 that person ("Zelenskyy" -> "Volodymyr Zelenskyy"), places resolve through the gazetteer (cities in a country the
 article already names win), and a "person" that the gazetteer knows as a country, region or large city of a
@@ -29,6 +29,7 @@ _VOTING = {*TYPES, "NORP"}  # NORP (nationalities) never becomes an entity, but 
 # On a tie of label votes: a person beats a place beats an organisation (names of people are what NER gets most right).
 _LABEL_PRIORITY = {"PERSON": 0, "GPE": 1, "LOC": 2, "ORG": 3, "NORP": 4}
 _CORRECTION_MIN_POPULATION = 100_000  # a PERSON turns into a city only if the city is at least this large
+_HONORIFICS = frozenset("mr mrs ms miss mx dr prof sir dame lord lady".split())
 _QUOTES = "\"'“”‘’«»()[]"
 _DASHES = ("-", "‐", "–")
 
@@ -74,6 +75,10 @@ def _clean(text: str, start: int, label: str) -> tuple[str, int]:
         end -= 1
     if label != "PERSON" and text[i : i + 4].lower() == "the ":
         i += 4
+    if label == "PERSON":  # "Ms Druyun" is Druyun, who then joins "Darleen Druyun"
+        head, _, rest = text[i:end].partition(" ")
+        if rest and head.rstrip(".").lower() in _HONORIFICS:
+            i += len(head) + 1
     for suffix in ("'s", "’s"):
         if text[i:end].endswith(suffix):
             end -= len(suffix)

@@ -35,6 +35,14 @@ def test_a_surname_joins_the_one_full_name_it_ends(gazetteer: Gazetteer) -> None
     assert people[0]["forms"] == ["Volodymyr Zelenskyy", "Zelenskyy"]
 
 
+def test_an_honorific_is_not_part_of_the_name(gazetteer: Gazetteer) -> None:
+    text = "Darleen Druyun admitted it. Ms Druyun said sorry, and Mr. Sears did not."
+    found = by_name(merge(text, mentions_of(text, ("PERSON", "Darleen Druyun"), ("PERSON", "Ms Druyun"),
+                                            ("PERSON", "Mr. Sears")), gazetteer))  # fmt: skip
+    assert set(found) == {"Darleen Druyun", "Sears"}
+    assert found["Darleen Druyun"]["mentions"] == 2
+
+
 def test_a_surname_shared_by_two_people_joins_neither(gazetteer: Gazetteer) -> None:
     text = "Anna Kowalska met Piotr Kowalska. Kowalska won."
     found = merge(text, mentions_of(text, ("PERSON", "Anna Kowalska"), ("PERSON", "Piotr Kowalska"),
