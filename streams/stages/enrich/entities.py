@@ -1,8 +1,8 @@
 """Entities enricher: spaCy's mentions of one article -> people, organisations and places, merged by name.
 
 Rule: mentions (PERSON, ORG, GPE, LOC; NORP only as a vote) are cleaned ("the", a possessive "'s", quotes and
-a person's honorific such as "Ms" dropped), a hyphenated pair of known people is split ("Trump-Putin summit" -> Trump, Putin), mentions of one name
-take the label most of them have, a name that is the first or last part of exactly one longer person's name joins
+a person's honorific such as "Ms" dropped), a hyphenated pair of known people is split ("Trump-Putin summit"
+-> Trump, Putin), mentions of one name take the label most of them have, a name that is the first or last part of exactly one longer person's name joins
 that person ("Zelenskyy" -> "Volodymyr Zelenskyy"), places resolve through the gazetteer (cities in a country the
 article already names win), and a "person" that the gazetteer knows as a country, region or large city of a
 country the article names is a place (en_core_web_sm calls Kharkiv and Zaporizhzhia PERSON on the seed). Each
