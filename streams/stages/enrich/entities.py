@@ -2,11 +2,12 @@
 
 Rule: mentions (PERSON, ORG, GPE, LOC; NORP only as a vote) are cleaned ("the", a possessive "'s", quotes and
 a person's honorific such as "Ms" dropped), a hyphenated pair of known people is split ("Trump-Putin summit"
--> Trump, Putin), mentions of one name take the label most of them have, a name that is the first or last part of exactly one longer person's name joins
-that person ("Zelenskyy" -> "Volodymyr Zelenskyy"), places resolve through the gazetteer (cities in a country the
-article already names win), and a "person" that the gazetteer knows as a country, region or large city of a
-country the article names is a place (en_core_web_sm calls Kharkiv and Zaporizhzhia PERSON on the seed). Each
-entity has its mentions count and the character offset of its first mention in the text. For example in
+-> Trump, Putin), mentions of one name take the label most of them have, a name that is the first or last part
+of exactly one longer person's name joins that person ("Zelenskyy" -> "Volodymyr Zelenskyy"), places resolve
+through the gazetteer (cities in a country the article already names win), and a "person" that the gazetteer
+knows as a country, region or large city of a country the article names is a place (en_core_web_sm calls
+Kharkiv and Zaporizhzhia PERSON on the seed). Each entity's mentions are then counted by finding its names in
+the text (the model misses repeats), with the character offset of the first. For example in
 "Volodymyr Zelenskyy spoke. Zelenskyy said Kharkiv ..." -> person "Volodymyr Zelenskyy" (2 mentions, offset 0),
 place "Kharkiv" (UA, city).
 """
