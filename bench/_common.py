@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from streams.kafka.client import aiokafka_kwargs  # noqa: E402
 from streams.kafka.local import parse_bootstrap, probe  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
@@ -60,7 +61,7 @@ def free_port() -> int:
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
     """The environment of a worker for `settings` (every STREAMS_* variable set, none inherited)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")}
-    env.update(dict(settings.as_env_doc()))
+    env.update(settings.as_env())  # secrets included: as_env_doc() masks them
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -180,7 +181,7 @@ def stop_all() -> None:
 # -- topics --------------------------------------------------------------------------------------------------
 async def delete_prefix(settings: Settings, prefixes: Sequence[str], groups: Iterable[str] = ()) -> int:
     """Deletes every topic whose name starts with one of `prefixes`, and the consumer groups; returns the count."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="article-streams-bench")
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings), client_id="article-streams-bench")
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
@@ -217,7 +218,7 @@ def committed_consumer(settings: Settings, **kw: Any) -> AIOKafkaConsumer:
         "enable_auto_commit": False,
         "max_partition_fetch_bytes": 11 * 1024 * 1024,
     }
-    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **{**options, **kw})
+    return AIOKafkaConsumer(**aiokafka_kwargs(settings), **{**options, **kw})
 
 
 async def assign_all(consumer: AIOKafkaConsumer, names: Sequence[str], *, from_end: bool) -> list[TopicPartition]:

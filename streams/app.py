@@ -16,7 +16,8 @@ from faust.types import TP
 from mode import Service
 
 from streams import __version__, eos, schemas, topics
-from streams.kafka.local import KAFKA_VERSION, parse_bootstrap
+from streams.kafka.client import faust_broker_kwargs
+from streams.kafka.local import KAFKA_VERSION
 from streams.local_state import LocalState
 from streams.logs import event
 from streams.metrics import Metrics
@@ -41,7 +42,7 @@ class Pipeline:
         self.stages = select_stages(stages if stages is not None else settings.stages, list(STAGES))
         self.app = faust.App(
             settings.group_id,
-            broker=[f"kafka://{a}" for a in parse_bootstrap(settings.kafka_bootstrap)],
+            **faust_broker_kwargs(settings),
             processing_guarantee=settings.processing_guarantee,
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,

@@ -19,18 +19,26 @@ def _settings() -> Settings:
 
 
 class _Group(click.Group):
-    """Turns "no broker answers" into one sentence that says what to do, instead of a traceback."""
+    """Turns "no broker answers", a refused login or a bad TLS setting into one sentence that says what to do,
+    instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from aiokafka.errors import KafkaConnectionError
 
+        from streams.kafka.client import KafkaSecurityError, diagnose
+
         try:
             return super().invoke(ctx)
+        except KafkaSecurityError as exc:
+            raise click.ClickException(str(exc)) from exc
         except KafkaConnectionError as exc:
-            bootstrap = Settings.from_env().kafka_bootstrap
+            settings = Settings.from_env()
+            why = asyncio.run(diagnose(settings))
+            if not why.nothing_listens:  # something answers: the login, TLS or protocol is what fails
+                raise click.ClickException(f"cannot use the Kafka cluster: {why.message}") from exc
             raise click.ClickException(
-                f"no Kafka broker answers at {bootstrap} ({exc}): start the local one with `streams kafka start`"
-                " (or `make run`), or point STREAMS_KAFKA_BOOTSTRAP at your cluster"
+                f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}): start the local one with "
+                "`streams kafka start` (or `make run`), or point STREAMS_KAFKA_BOOTSTRAP at your cluster"
             ) from exc
 
 
@@ -212,6 +220,156 @@ def worker(stages: str | None) -> None:
         redirect_stdouts=False,
         override_logging=True,
     ).execute_from_commandline()
+
+
+# -- takedowns (the rights desk) ------------------------------------------------------------------------------
+@main.group()
+def takedown() -> None:
+    """File, lift and look up takedowns: the same records the desk page and the HTTP API make."""
+
+
+def _field_errors(errors: Any) -> click.ClickException:
+    return click.ClickException("; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors))
+
+
+@takedown.command("add")
+@click.option("--scope", required=True, type=click.Choice(["url", "domain", "source", "fingerprint", "cluster"]))
+@click.option("--value", required=True, help="The URL, registered domain, source id/name, revision or cluster_id.")
+@click.option("--reason", required=True, help="Why (goes into the audit and the statement of reasons).")
+@click.option("--requested-by", "requested_by", required=True, help="Who asked (rights-holder or desk member).")
+@click.option("--expires-at", default=None, help="RFC 3339 time after which the takedown stops blocking.")
+@click.option("--expires-in", default=None, help="Or a duration from now: 90d, 12h, 1w2d.")
+@click.option("--id", "takedown_id", default=None, help="Your own id (e.g. a ticket number); default: generated.")
+@click.option("--ground", type=click.Choice(["legal", "terms"]), default=None, help="Statement of reasons: ground.")
+@click.option("--legal-basis", default=None, help="The law relied on (with --ground legal).")
+@click.option("--terms-clause", default=None, help="The terms-of-service clause (with --ground terms).")
+@click.option("--territory", default=None, help="Territorial scope: country codes, comma-separated (worldwide).")
+@click.option("--explanation", default=None, help="Facts and circumstances (default: the reason).")
+@click.option("--no-republish", is_flag=True, help="On lift or expiry, do not re-publish what it withheld.")
+def takedown_add(**opts: Any) -> None:
+    """File a takedown: prints its id once the broker has it."""
+    from datetime import UTC, datetime
+
+    from streams import takedowns
+    from streams.stages.takedown.requests import new_request
+
+    record = new_request(
+        opts["scope"],
+        opts["value"],
+        opts["reason"],
+        opts["requested_by"],
+        now=datetime.now(UTC),
+        expires_at=opts["expires_at"],
+        expires_in=opts["expires_in"],
+        takedown_id=opts["takedown_id"],
+        republish_on_lift=not opts["no_republish"],
+        ground=opts["ground"],
+        legal_basis=opts["legal_basis"],
+        terms_clause=opts["terms_clause"],
+        territorial_scope=opts["territory"],
+        explanation=opts["explanation"],
+    )
+    if isinstance(record, list):
+        raise _field_errors(record)
+    asyncio.run(takedowns.submit(_settings(), record))
+    click.echo(record["takedown_id"])
+
+
+@takedown.command("lift")
+@click.argument("takedown_id")
+@click.option("--reason", required=True, help="Why the takedown is lifted.")
+@click.option("--by", "by", required=True, help="Who lifts it.")
+def takedown_lift(takedown_id: str, reason: str, by: str) -> None:
+    """Lift a takedown: it stops blocking, and what it withheld is re-published unless something else covers it."""
+    from datetime import UTC, datetime
+
+    from streams import takedowns
+    from streams.stages.takedown.requests import lift_request
+
+    s = _settings()
+    view = asyncio.run(takedowns.load(s))
+    current = view.records.get(takedown_id)
+    if current is None:
+        raise click.ClickException(f"no takedown {takedown_id} on {s.topic('takedowns')}")
+    record = lift_request(current, reason, by, now=datetime.now(UTC))
+    if isinstance(record, list):
+        raise _field_errors(record)
+    asyncio.run(takedowns.submit(s, record))
+    click.echo(f"lifted {takedown_id}")
+
+
+@takedown.command("list")
+@click.option("--active", is_flag=True, help="Only takedowns in force.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per takedown.")
+def takedown_list(active: bool, as_json: bool) -> None:
+    """Every takedown, newest first, with its status and what it did."""
+    from dataclasses import asdict
+
+    import orjson
+
+    from streams import takedowns
+
+    view = asyncio.run(takedowns.load(_settings()))
+    rows = view.select(status="active" if active else None)
+    if as_json:
+        for row in rows:
+            click.echo(orjson.dumps({k: v for k, v in asdict(row).items() if k != "record"}).decode())
+        return
+    if not rows:
+        click.echo("no takedowns" + (" in force" if active else ""))
+        return
+    header = ("id", "status", "scope", "value", "requested by", "requested at", "blocked", "retracted", "reinstated")
+    table: list[tuple[str, ...]] = [
+        header,
+        *[
+            (
+                r.takedown_id,
+                r.status,
+                r.scope or "",
+                r.value or "",
+                r.requested_by or "",
+                r.requested_at or "",
+                str(r.blocked),
+                str(r.retracted),
+                str(r.reinstated),
+            )
+            for r in rows
+        ],
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+@takedown.command("show")
+@click.argument("takedown_id")
+@click.option("--json", "as_json", is_flag=True, help="The request and its timeline as one JSON document.")
+def takedown_show(takedown_id: str, as_json: bool) -> None:
+    """Who asked, when, and what was blocked, retracted and reinstated: the takedown's story from the audit."""
+    from dataclasses import asdict
+
+    import orjson
+
+    from streams import takedowns
+
+    view = asyncio.run(takedowns.load(_settings()))
+    summary = view.summary(takedown_id)
+    timeline = view.timeline(takedown_id)
+    if summary.record is None and not timeline:
+        raise click.ClickException(f"no takedown {takedown_id}")
+    if as_json:
+        click.echo(orjson.dumps({**asdict(summary), "timeline": timeline}).decode())
+        return
+    click.echo(f"takedown {takedown_id}: {summary.status}")
+    click.echo(f"  scope {summary.scope} = {summary.value}")
+    click.echo(f"  requested by {summary.requested_by} at {summary.requested_at}: {summary.reason}")
+    if summary.expires_at:
+        click.echo(f"  expires at {summary.expires_at}")
+    click.echo(f"  blocked {summary.blocked}, retracted {summary.retracted}, reinstated {summary.reinstated}")
+    for e in timeline:
+        what = e.get("title") or e.get("canonical_url") or e.get("message") or e.get("reason") or ""
+        who = e.get("by") or ""
+        click.echo(f"  {e.get('at')}  {e.get('action'):<15} {what}" + (f"  (by {who})" if who else ""))
 
 
 @main.command()

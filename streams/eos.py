@@ -73,7 +73,7 @@ from aiokafka.errors import ProducerFenced
 from faust.streams import _current_event, current_event
 from faust.tables.base import Collection as Table
 from faust.transport.consumer import Consumer, TransactionManager
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, ConsumerRebalanceListener
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, ConsumerRebalanceListener, ensure_aiokafka_TP
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from mode.utils.futures import notify
 
@@ -545,7 +545,7 @@ async def _rewind(app: Any, tids: set[str], *, reason: str, held: bool = True) -
         assignment = consumer.assignment()
     except Exception:
         assignment = set()
-    tps = {tp for tp in assignment if tp.topic in sources and _tid_or_none(app, tp) in tids}
+    tps = {ensure_aiokafka_TP(tp) for tp in assignment if tp.topic in sources and _tid_or_none(app, tp) in tids}
     if tps:
         await consumer._thread.call_thread(_seek_back, consumer._thread, tps)
     for tid in sorted(tids):
@@ -694,7 +694,7 @@ async def _force_commit(self: Consumer, topics: Any = None, start_new_transactio
         if tp.topic in sources and not app.assignor.is_standby(tp):
             tid = _tid_or_none(app, tp)
             if tid is not None:
-                by_tid[tid].add(tp)
+                by_tid[tid].add(ensure_aiokafka_TP(tp))  # the producer's offset commit wants aiokafka's type
     if not by_tid:
         return False
     results = await asyncio.gather(

@@ -30,6 +30,8 @@ PROCESSING_BUCKETS = (
 # enrich: one nlp.pipe batch of 32 BBC-sized articles takes ~1 s on one core (~30 ms an article).
 NER_BATCH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Ingestion to output crosses Kafka transactions (commit interval ~0.1-1 s) and queues.
+# A takedown crosses the registry, the fan-out topic and every partition: seconds to minutes.
+TAKEDOWN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
@@ -38,6 +40,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._totals: dict[int, tuple[int, float]] = {}
         r = self.registry
         self.build_info = Info("streams_build", "Version of article-streams and the pinned Kafka.", registry=r)
         self.events_in = Counter("streams_events_in_total", "Events a stage consumed.", ["stage"], registry=r)
@@ -113,13 +116,15 @@ class Metrics:
         self.ready = Gauge("streams_worker_ready", "1 when partitions are assigned and state is recovered.", registry=r)
         self.redeliveries_skipped = Counter(
             "streams_redeliveries_skipped_total",
-            "Records not processed: already processed in this consumer generation, or from a revoked one.",
+            "Records the exactly-once gate did not process: fetched before a seek or in an older consumer "
+            "generation, already processed, after a hole, or while their transaction was being rewound.",
             ["stage", "reason"],
             registry=r,
         )
         self.stage_errors = Counter(
             "streams_stage_errors_total",
-            "Unexpected errors inside a stage (the event is rejected as internal_error).",
+            "Unexpected errors inside a stage: the record is refused as internal_error on articles.rejected, "
+            "with its bytes, and the stage goes on.",
             ["stage"],
             registry=r,
         )
@@ -156,14 +161,46 @@ class Metrics:
             registry=r,
         )
 
+        # takedown
+        self.takedowns_active = Gauge(
+            "streams_takedowns_active",
+            "Takedowns in force, by scope (url, domain, source, fingerprint, cluster), as the registry holds them.",
+            ["scope"],
+            registry=r,
+        )
+        self.takedown_actions = Counter(
+            "streams_takedown_actions_total",
+            "Takedown actions on takedowns.audit, by action (requested, refused, updated, lifted, expired, "
+            "blocked, retracted, reinstated, not_reinstated).",
+            ["action"],
+            registry=r,
+        )
+        self.takedown_to_retraction_seconds = Histogram(
+            "streams_takedown_request_to_retraction_seconds",
+            "From a takedown's requested_at to the moment a partition has retracted what it covers, in seconds "
+            "(one observation per partition; the slowest is the last retraction).",
+            buckets=TAKEDOWN_BUCKETS,
+            registry=r,
+        )
+
+    def sync_total(self, child: Any, total: float, *, source: int) -> None:
+        """Advance a counter series to a cumulative total that a stage object keeps itself.
+
+        `source` names that object (a counter the caller bumps when it builds a new one, whose totals start
+        again from 0): a new source counts from its own 0."""
+        last_source, last = self._totals.get(id(child), (None, 0.0))
+        if last_source is not source:
+            last = 0.0
+        if total > last:
+            child.inc(total - last)
+        self._totals[id(child)] = (source, max(last, total))
+
     def prime(self, stage: str, outcomes: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> None:
         """Create a stage's series at 0 at start-up, so the first burst after a start shows as an increase."""
         self.events_in.labels(stage)
         self.processing_seconds.labels(stage)
         self.end_to_end_seconds.labels(stage)
         self.stage_errors.labels(stage)
-        for why in ("stale_generation", "already_processed"):
-            self.redeliveries_skipped.labels(stage, why)
         for outcome in outcomes:
             self.events_out.labels(stage, outcome)
         for reason in reasons:

@@ -20,11 +20,15 @@ class Normalized:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A stage refused the event. `reason` is one of rejection.v1's codes; `details` holds pointer, limit..."""
+    """A stage refused the event. `reason` is one of rejection.v1's codes; `details` holds pointer, limit...
+
+    `article` is set when what is refused is not the record the stage read but an article it held (dedup's
+    reorder hold releases articles while it reads another record): that article is then the payload kept."""
 
     reason: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    article: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

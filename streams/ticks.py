@@ -83,7 +83,7 @@ class Ticks(Service):
         await fut
 
     @Service.task
-    async def _loop(self) -> None:
+    async def _timer(self) -> None:
         if not self._ticks:
             return
         step = min(t.interval for t in self._ticks)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import topics
 from streams.codec import dumps
+from streams.kafka.client import aiokafka_kwargs
 from streams.rejections import original_key, original_payload
 from streams.settings import Settings
 
@@ -22,7 +23,7 @@ MAX_REQUEST = 11 * 1024 * 1024  # raw events may be up to 10 MiB so that oversiz
 def producer(settings: Settings) -> AIOKafkaProducer:
     # Idempotent, acks=all: a retried send is never written twice.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         enable_idempotence=True,
         acks="all",
         max_request_size=MAX_REQUEST,
@@ -103,7 +104,7 @@ async def records(
     """Committed records of a topic (read_committed). until_end stops at the end offsets seen at start."""
     name = topics.get(topic).physical(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",

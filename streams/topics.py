@@ -108,6 +108,14 @@ TAKEDOWNS_AUDIT = Topic(
     partitions=1,
     retention_ms=-1,
 )
+TAKEDOWNS_FANOUT = Topic(
+    "takedowns.fanout",
+    "takedown_fanout.v1.json",
+    "takedown_id (the partition is explicit: every change goes to every partition)",
+    "Internal: each takedown change copied to every partition, co-partitioned with articles.enriched, so that "
+    "each partition of the takedown stage applies it to its own state in its own transaction.",
+    internal=True,
+)
 DEDUP_SEQUENCED = Topic(
     "articles.dedup-sequenced",
     "article.v1.json",
@@ -128,6 +136,7 @@ ALL: tuple[Topic, ...] = (
     RETRACTIONS,
     TAKEDOWNS,
     TAKEDOWNS_AUDIT,
+    TAKEDOWNS_FANOUT,
     DEDUP_SEQUENCED,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -1,11 +1,9 @@
 """The dedup agents: articles.normalized -> articles.dedup-sequenced (one partition) -> articles.unique | duplicates.
 
-Why a sequenced topic: a syndicated or near copy of an article can arrive on any partition of
-articles.normalized (it is keyed by its own article_id). Forwarding every article, key unchanged, into one
-partition puts all of them in one order before one dedup state, so a copy is caught whichever partition or
-worker it came through. Per-article order survives (one key always comes from one source partition). The
-state is three Faust tables on that partition (entries, content hashes, the reorder hold), with changelogs
-(and a standby replica on a second worker).
+Wiring only; every rule is in `streams.stages.dedup`. Why a sequenced topic: a syndicated or near copy has its
+own article_id, so it can arrive on any partition of articles.normalized. Forwarding every article, key
+unchanged, into one partition puts all of them in one order before one state (three tables with changelogs,
+a standby on a second worker), so a copy is caught whichever partition or worker it came through.
 """
 
 from __future__ import annotations
@@ -13,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
-from mode import Service
 
-from streams import eos, topics
-from streams.agents.common import seconds_since_ms, utcnow
-from streams.codec import dumps, loads
+from streams import eos, schemas
+from streams.agents import runner
+from streams.agents.runner import Input, Route
 from streams.logs import event
-from streams.outcomes import Duplicate
+from streams.outcomes import Duplicate, Rejected, Unique
 from streams.stages.dedup.config import DedupConfig
 from streams.stages.dedup.reorder import is_tick, tick_record
-from streams.stages.dedup.stage import MATCHES, Deduplicator, DedupStats
+from streams.stages.dedup.stage import Deduplicator
+from streams.ticks import Tick
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -34,177 +34,167 @@ STAGE = "dedup"
 log = logging.getLogger("streams.dedup")
 
 
-def register(p: Pipeline) -> None:
-    s, m, app = p.settings, p.metrics, p.app
-    config = DedupConfig.from_settings(s)
-    normalized, sequenced = p.topic("articles.normalized"), p.topic("articles.dedup-sequenced")
-    unique, duplicates = p.topic("articles.unique"), p.topic("articles.duplicates")
-    articles = app.Table("dedup-articles", partitions=1, help="article_id -> dedup entry (signature, revision)")
-    content = app.Table("dedup-content", partitions=1, help="revision (text hash) -> article_id")
-    p.tables.update({"dedup-articles": articles, "dedup-content": content})
-    # Declared even with the hold off (0): articles held under an earlier setting are then still released.
-    held = app.Table(
-        "dedup-held",
-        partitions=1,
-        help="sequence offset -> article waiting in the reorder hold",
-        extra_topic_configs={"max.message.bytes": str(topics.get("articles.dedup-sequenced").max_message_bytes)},
-    )
-    p.tables["dedup-held"] = held
+@dataclass(frozen=True)
+class Sequenced:
+    """A normalized article forwarded, bytes and key unchanged, into the single partition of the sequence."""
 
-    def fresh() -> Deduplicator:
-        return Deduplicator(articles=articles, content=content, held=held, config=config, clock=utcnow)
+    key: bytes | None
+    value: bytes
 
-    # "stage": the Deduplicator; "ready": its index was rebuilt for this assignment; "last": stats last exported
-    holder: dict[str, Any] = {"stage": fresh(), "ready": False, "last": None}
 
-    def owns_sequence() -> bool:
-        """Whether this worker actively processes the sequence (a standby rebuilds a hold it never releases)."""
-        try:
-            return TP(sequenced.get_topic_name(), 0) in app.assignor.assigned_actives()
-        except Exception:  # before the first assignment
-            return False
+class _Active:
+    """The Deduplicator of the sequence partition while this worker actively owns it (None otherwise)."""
 
-    p.services.append(
-        HoldTicker(p, due=lambda now_ms, slack_ms: owns_sequence() and holder["stage"].tick_due(now_ms, slack_ms))
-    )
+    def __init__(self, p: Pipeline, tables: dict[str, Any], config: DedupConfig, sequence: TP) -> None:
+        self.p, self.tables, self.config, self.sequence = p, tables, config, sequence
+        self.stage: Deduplicator | None = None
+        self.generation = 0  # names the Deduplicator whose totals the counters follow
 
-    m.prime(STAGE, outcomes=("unique", "update", "duplicate"))
-    for match in MATCHES:
-        m.duplicates.labels(match)
-    for cause in ("window", "capacity"):
-        m.dedup_evictions.labels(cause)
+    def owns(self) -> bool:
+        return self.sequence in self.p.facts.actives()
 
-    @app.agent(normalized, name=f"{s.topic_prefix}dedup-sequence")
-    async def sequence(stream: Any) -> None:
-        async for ev in stream.events():
-            async with eos.processing(app, ev) as skip:
-                if skip:
-                    m.redeliveries_skipped.labels("dedup-sequence", skip).inc()
-                    continue
-                await sequenced.send(key=ev.message.key, value=ev.message.value)
+    def drop(self) -> None:
+        self.stage = None
 
-    def rebuilt() -> None:
+    def build(self) -> Deduplicator:
         started = time.perf_counter()
-        count = holder["stage"].rebuild()
-        holder["ready"] = True
+        stage = Deduplicator(
+            articles=self.tables["dedup-articles"],
+            content=self.tables["dedup-content"],
+            held=self.tables["dedup-held"],
+            config=self.config,
+            clock=lambda: datetime.now(UTC),
+        )
+        count = stage.rebuild()
+        self.generation += 1
+        self.stage = stage
         event(log, "dedup_index_rebuilt", articles=count, seconds=round(time.perf_counter() - started, 3))
+        self.export()
+        return stage
 
-    @articles.on_recover
-    async def rebuild_index() -> None:
-        # Faust awaits this after every recovery (start, rebalance, take-over) and before it resumes the
-        # partitions, so the index is whole before the first decision. In a thread, so that /metrics and
-        # /ready stay responsive (23 s for 1M articles, BENCHMARKS.md); /ready says 503 until it is done.
-        holder["ready"] = False
-        await asyncio.to_thread(rebuilt)
-        export(holder["stage"].stats())
+    def current(self) -> Deduplicator:
+        return self.stage if self.stage is not None else self.build()
 
-    p.readiness["dedup_index"] = lambda: holder["ready"]
-
-    @app.agent(sequenced, name=f"{s.topic_prefix}dedup")
-    async def dedup_agent(stream: Any) -> None:
-        async for ev in stream.events():
-            async with eos.processing(app, ev) as skip:
-                if skip:
-                    m.redeliveries_skipped.labels(STAGE, skip).inc()
-                    continue
-                started = time.perf_counter()
-                value = loads(ev.message.value)
-                if not is_tick(ev.message.key, value):
-                    m.events_in.labels(STAGE).inc()
-                outcomes = holder["stage"].on_record(
-                    key=ev.message.key,
-                    value=value,
-                    offset=ev.message.offset,
-                    timestamp_ms=int(ev.message.timestamp * 1000),
-                )
-                holder["ready"] = True
-                for outcome in outcomes:
-                    if isinstance(outcome, Duplicate):
-                        rec = outcome.record
-                        await duplicates.send(key=rec["article_id"].encode(), value=dumps(rec))
-                        m.events_out.labels(STAGE, "duplicate").inc()
-                        m.duplicates.labels(rec["match"]).inc()
-                        origin = rec["article"].get("origin")
-                    else:
-                        out = outcome.article
-                        await unique.send(key=out["article_id"].encode(), value=dumps(out))
-                        is_update = bool(out.get("dedup", {}).get("is_update"))
-                        m.events_out.labels(STAGE, "update" if is_update else "unique").inc()
-                        origin = out.get("origin")
-                    latency = seconds_since_ms((origin or {}).get("timestamp_ms"))
-                    if latency is not None:
-                        m.end_to_end_seconds.labels(STAGE).observe(latency)
-                export(holder["stage"].stats())
-                for _ in outcomes:  # one observation per decided article, as before
-                    m.processing_seconds.labels(STAGE).observe((time.perf_counter() - started) / len(outcomes))
-
-    def export(now: DedupStats) -> None:
-        last: DedupStats | None = holder["last"]
+    def export(self) -> None:
+        if self.stage is None:
+            return
+        m, now = self.p.metrics, self.stage.stats()
         m.dedup_index_articles.set(now.index_articles)
         m.dedup_index_bytes.set(now.index_bytes)
         m.dedup_held.set(now.held_articles)
         for cause, total in now.evictions.items():
-            delta = total - (last.evictions.get(cause, 0) if last else 0)
-            if delta > 0:
-                m.dedup_evictions.labels(cause).inc(delta)
-        for counter, total, before in (
-            (m.dedup_reordered, now.reordered_total, last.reordered_total if last else 0),
-            (m.stage_errors.labels(STAGE), now.internal_errors, last.internal_errors if last else 0),
-        ):
-            if total > before:
-                counter.inc(total - before)
-        holder["last"] = now
+            m.sync_total(m.dedup_evictions.labels(cause), total, source=self.generation)
+        m.sync_total(m.dedup_reordered, now.reordered_total, source=self.generation)
+
+
+def register(p: Pipeline) -> None:
+    s, m, app = p.settings, p.metrics, p.app
+    config = DedupConfig.from_settings(s)
+    tables = {
+        "dedup-articles": app.Table("dedup-articles", partitions=1, help="article_id -> dedup entry"),
+        "dedup-content": app.Table("dedup-content", partitions=1, help="revision (text hash) -> article_id"),
+        # Declared even with the hold off (0): articles held under an earlier setting are then still released.
+        "dedup-held": app.Table(
+            "dedup-held",
+            partitions=1,
+            help="sequence offset -> article waiting in the reorder hold",
+            extra_topic_configs=p.table_extra_config("articles.dedup-sequenced"),
+        ),
+    }
+    for name, table in tables.items():
+        p.add_table(name, table)
+    sequence_tp = TP(s.topic("articles.dedup-sequenced"), 0)
+    active = _Active(p, tables, config, sequence_tp)
+    for match in schemas.enum("duplicate.v1.json", "/properties/match"):
+        m.duplicates.labels(match)
+    for cause in ("window", "capacity"):
+        m.dedup_evictions.labels(cause)
+
+    # -- the forwarding hop ---------------------------------------------------------------------------------
+    runner.register(
+        p,
+        stage="dedup-sequence",
+        source="articles.normalized",
+        handle=lambda inp: Sequenced(inp.key, inp.value or b""),
+        routes={
+            Sequenced: Route(
+                "articles.dedup-sequenced", key=lambda o, _i: o.key, value=lambda o, _i: o.value, outcome="sequenced"
+            )
+        },
+    )
+
+    # -- the decisions --------------------------------------------------------------------------------------
+    def handle(inp: Input) -> list[Unique | Duplicate | Rejected]:
+        outcomes = active.current().on_record(
+            key=inp.key, value=inp.json(), offset=inp.offset, timestamp_ms=inp.timestamp_ms or 0
+        )
+        active.export()
+        return outcomes
+
+    def count_duplicate(outcome: Duplicate) -> None:
+        m.duplicates.labels(outcome.record["match"]).inc()
+
+    runner.register(
+        p,
+        stage=STAGE,
+        source="articles.dedup-sequenced",
+        handle=handle,
+        is_control=lambda inp: is_tick(inp.key, inp.json()),
+        routes={
+            Unique: Route(
+                "articles.unique",
+                key=runner.article_key,
+                value=runner.article_value,
+                outcome=lambda o: "update" if o.article.get("dedup", {}).get("is_update") else "unique",
+                latency=runner.article_ingested_ms,
+            ),
+            Duplicate: Route(
+                "articles.duplicates",
+                key=runner.record_key,
+                value=runner.record_value,
+                outcome="duplicate",
+                count=count_duplicate,
+                latency=runner.article_ingested_ms,
+            ),
+        },
+    )
+
+    # -- the in-memory index follows the active partition ------------------------------------------------------
+    @tables["dedup-articles"].on_recover  # type: ignore[misc]
+    async def rebuild_index() -> None:
+        # Faust awaits this after every recovery, before it resumes the partitions, so the index is whole
+        # before the first decision. Only where the partition is active: a standby never decides (it keeps
+        # the tables warm for a fast take-over and builds the index when it becomes active). In a thread, so
+        # /metrics and /ready stay responsive; /ready says 503 until it is done.
+        active.drop()
+        if active.owns():
+            await asyncio.to_thread(active.build)
+
+    p.add_readiness("dedup_index", lambda: active.stage is not None or not active.owns())
+
+    async def on_rewind(tps: set[Any]) -> None:
+        # Aborted decisions were undone in the tables; the index and the hold are rebuilt from them.
+        if sequence_tp in tps:
+            active.drop()
+            if active.owns():
+                await asyncio.to_thread(active.build)
+
+    eos.on_rewind(app, on_rewind)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        # The tables may move to another worker; the in-memory index is rebuilt from them on the next event.
-        if any(tp.topic == sequenced.get_topic_name() for tp in revoked):
-            holder["stage"], holder["ready"], holder["last"] = fresh(), False, None
+        if sequence_tp in revoked:
+            active.drop()
 
-
-class HoldTicker(Service):
-    """Sends a tick into the sequence when held articles are due and no article arrives to release them.
-
-    Releases happen inside the dedup agent, in the transaction of the record it processes, so that the
-    decisions and the hold table's deletions commit together. On a quiet topic nothing would come to
-    release the last held articles; the tick is that record. It is sent without a transaction (it carries
-    no data; a duplicated tick changes nothing) at most once per interval, only by the worker that holds the
-    dedup partition, and only while something is due.
-    """
-
-    def __init__(self, pipeline: Pipeline, due: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = pipeline.settings
-        self.due = due
-        self.interval = min(1.0, max(0.25, self.settings.dedup_reorder_seconds / 2))
-        self.interval_ms = int(self.interval * 1000)
-        self._producer: Any = None
-
-    async def on_stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-
-    @Service.task
-    async def _ticks(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.interval)
-            try:
-                if self.due(int(time.time() * 1000), self.interval_ms):
-                    await self._send()
-            except Exception:  # the broker may be away for a moment; the next interval tries again
-                log.warning("reorder hold tick failed", exc_info=True)
-
-    async def _send(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap, acks="all", client_id="article-streams-hold-tick"
-            )
-            await producer.start()
-            self._producer = producer
-        now_ms = int(time.time() * 1000)
-        key, value = tick_record(now_ms)
-        await self._producer.send_and_wait(
-            self.settings.topic("articles.dedup-sequenced"), key=key, value=value, partition=0, timestamp_ms=now_ms
+    interval = min(1.0, max(0.25, s.dedup_reorder_seconds / 2))
+    p.ticks.add(
+        Tick(
+            "dedup-reorder-hold",
+            "articles.dedup-sequenced",
+            due=lambda now_ms: (
+                active.stage is not None and active.owns() and active.stage.tick_due(now_ms, int(interval * 1000))
+            ),
+            record=lambda now_ms: (*tick_record(now_ms), 0),
+            interval=interval,
         )
+    )

@@ -85,7 +85,7 @@ class Route:
     topic: str  # logical name (streams.topics)
     value: Callable[[Any, Input], bytes]
     key: Callable[[Any, Input], bytes | None]
-    outcome: str | None = None  # label of streams_events_out_total; None: not one of the stage's outputs
+    outcome: str | Callable[[Any], str] | None = None  # label of streams_events_out_total (None: not counted)
     partition: Callable[[Any], int] | None = None  # explicit partition (fan-out); else the key's
     count: Callable[[Any], None] | None = None  # a metric of its own (duplicates by match, rejections by reason)
     latency: Callable[[Any, Input], int | None] | None = None  # ingestion time (ms) to observe latency from
@@ -127,7 +127,8 @@ def rejected_route(pipeline: Pipeline, stage: str) -> Route:
     s, m = pipeline.settings, pipeline.metrics
 
     def value(outcome: Rejected, inp: Input) -> bytes:
-        article = inp.json() if stage != "normalize" else None
+        article = outcome.article if outcome.article is not None else (inp.json() if stage != "normalize" else None)
+        payload = dumps(outcome.article) if outcome.article is not None else (inp.value or b"")
         origin = inp.coordinates
         details = dict(outcome.details)
         if isinstance(article, dict) and isinstance(article.get("origin"), dict):
@@ -136,7 +137,7 @@ def rejected_route(pipeline: Pipeline, stage: str) -> Route:
             details.setdefault("article_id", article.get("article_id"))
         record = rejection_record(
             Rejected(outcome.reason, outcome.message, details),
-            payload=inp.value if inp.value is not None else b"",
+            payload=payload,
             key=inp.key,
             origin=origin,
             stage=stage,
@@ -183,7 +184,10 @@ class StageRunner:
         self._seconds = m.processing_seconds.labels(stage)
         self._latency = m.end_to_end_seconds.labels(stage)
         self._errors = m.stage_errors.labels(stage)
-        self._out = {r.outcome: m.events_out.labels(stage, r.outcome) for r in self.routes.values() if r.outcome}
+        self._out_counter = m.events_out
+        for r in self.routes.values():
+            if isinstance(r.outcome, str):
+                m.events_out.labels(stage, r.outcome)
         m.prime(stage, reasons=(INTERNAL_ERROR,))
         for why in eos.SKIP_REASONS:
             m.redeliveries_skipped.labels(stage, why)
@@ -297,8 +301,9 @@ class StageRunner:
             topic = self.p.topic(route.topic)
             partition = route.partition(outcome) if route.partition is not None else None
             await topic.send(key=route.key(outcome, inp), value=route.value(outcome, inp), partition=partition)
-            if route.outcome:
-                self._out[route.outcome].inc()
+            if route.outcome is not None:
+                label = route.outcome if isinstance(route.outcome, str) else route.outcome(outcome)
+                self._out_counter.labels(self.stage, label).inc()
             if route.count is not None:
                 route.count(outcome)
             if route.latency is not None:

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams import topics
+from streams.kafka.client import aiokafka_kwargs
 from streams.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
@@ -24,8 +25,12 @@ class TopicState:
 
 
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="article-streams-admin")
-    await client.start()
+    client = AIOKafkaAdminClient(**aiokafka_kwargs(settings), client_id="article-streams-admin")
+    try:
+        await client.start()
+    except BaseException:
+        await client.close()  # a refused login leaves the bootstrap connection's task behind otherwise
+        raise
     return client
 
 

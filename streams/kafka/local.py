@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.settings import Settings
@@ -41,7 +42,8 @@ class Address:
 def parse_bootstrap(bootstrap: str) -> list[Address]:
     out = []
     for part in bootstrap.split(","):
-        part = part.strip().removeprefix("kafka://").removeprefix("PLAINTEXT://")
+        part = part.strip()
+        part = part.split("://", 1)[1] if "://" in part else part  # kafka://, PLAINTEXT://, SASL_SSL:// ...
         if not part:
             continue
         host, _, port = part.rpartition(":")
@@ -93,13 +95,53 @@ def port_open(addr: Address, timeout: float = 1.0) -> bool:
         return False
 
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """Client listeners with SASL and/or TLS that the embedded broker adds, for tests of the security settings.
+
+    The broker keeps its PLAINTEXT listener (STREAMS_KAFKA_BOOTSTRAP) for itself (inter-broker) and its
+    PLAINTEXT controller; clients of the secure ports log in as one of `users`. Example:
+
+        SecureListeners(sasl_port=19092, users={"alice": "alice-secret"})
+
+    lets a client log in as alice on localhost:19092 (SASL_PLAINTEXT) with SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.
+    The SCRAM credentials are written into the metadata log when the log dir is formatted (`kafka-storage format
+    --add-scram`), so they exist before the broker first starts; `EmbeddedBroker.add_scram_user` adds more to a
+    running broker. TLS listeners need `keystore` (PEM: the broker's private key, unencrypted PKCS#8, then its
+    certificate chain) and, for client certificates, `truststore` (PEM: the CA that signs them).
+    """
+
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> password (SCRAM and PLAIN)
+    sasl_port: int | None = None  # SASL_PLAINTEXT
+    ssl_port: int | None = None  # SSL; clients must present a certificate signed by the truststore's CA
+    sasl_ssl_port: int | None = None  # SASL_SSL: TLS (server certificate only) and a SASL login
+    keystore: str | None = None
+    truststore: str | None = None
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+    def ports(self) -> dict[str, int]:
+        """Listener name -> port, for the listeners asked for."""
+        named = {"SASL_PLAINTEXT": self.sasl_port, "SSL": self.ssl_port, "SASL_SSL": self.sasl_ssl_port}
+        return {name: port for name, port in named.items() if port is not None}
+
+
 class EmbeddedBroker:
     """The local broker for one bootstrap address. State lives under settings.kafka_home, outside the repo."""
 
-    def __init__(self, settings: Settings, version: str = KAFKA_VERSION, out=sys.stderr) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        version: str = KAFKA_VERSION,
+        out=sys.stderr,
+        secure: SecureListeners | None = None,
+    ) -> None:
         self.settings = settings
         self.version = version
         self.out = out
+        self.secure = secure
         addrs = parse_bootstrap(settings.kafka_bootstrap)
         self.addr = addrs[0]
         self.home = Path(settings.kafka_home).expanduser()
@@ -195,6 +237,10 @@ class EmbeddedBroker:
             raise BrokerError(
                 f"Controller port {ctrl.port} is taken: stop what listens there or set STREAMS_KAFKA_CONTROLLER_PORT."
             )
+        for name, port in (self.secure.ports() if self.secure else {}).items():
+            if port_open(Address(self.addr.host, port)):
+                raise BrokerError(f"Port {port} for the {name} listener is taken: choose another.")
+        self._check_secure()
         libs = self.fetch()
         java = shutil.which("java")
         assert java  # fetch() checked
@@ -214,6 +260,7 @@ class EmbeddedBroker:
                     _cluster_id(),
                     "-c",
                     str(props),
+                    *self._scram_format_args(),
                 ],
                 capture_output=True,
                 text=True,
@@ -257,7 +304,7 @@ class EmbeddedBroker:
             if proc.poll() is not None:
                 self.state_file.unlink(missing_ok=True)
                 raise BrokerError(f"the broker exited with code {proc.returncode}; last log lines:\n{self._log_tail()}")
-            if probe(self.addr):
+            if probe(self.addr) and self._secure_ports_answer():
                 self._say(f"Kafka {self.version} started on {self.addr} (pid {proc.pid}, log {self.log_file}).")
                 return "started"
             time.sleep(0.3)
@@ -305,9 +352,118 @@ class EmbeddedBroker:
         ]
         return answers, "\n".join(lines)
 
+    # -- secure listeners -----------------------------------------------------------------------------
+    def address(self, listener: str) -> str:
+        """host:port of one of the secure listeners (SASL_PLAINTEXT, SSL, SASL_SSL), for STREAMS_KAFKA_BOOTSTRAP."""
+        ports = self.secure.ports() if self.secure else {}
+        if listener not in ports:
+            raise BrokerError(f"this broker has no {listener} listener")
+        return f"{self.addr.host}:{ports[listener]}"
+
+    def add_scram_user(self, name: str, password: str, mechanisms: tuple[str, ...] = SCRAM_MECHANISMS) -> None:
+        """Create or change SCRAM credentials on the running broker (AlterUserScramCredentials).
+
+        aiokafka 0.14's admin client has no AlterUserScramCredentials request, so this runs Kafka's own
+        `kafka-configs` (kafka.admin.ConfigCommand, in the broker jars) against the PLAINTEXT listener. The
+        password is on that JVM's command line for the second it runs: use it on test machines only.
+        """
+        _check_credential(name, password)
+        java = shutil.which("java")
+        if not java or not self.fetched():
+            raise BrokerError("the broker jars and Java are needed: run `streams kafka fetch`")
+        # One run per mechanism: the broker refuses two upsertions for one user in a request
+        # ("A user credential cannot be altered twice in the same request"), which is what one run would send.
+        for mechanism in mechanisms:
+            proc = subprocess.run(
+                [
+                    java,
+                    f"-Dlog4j2.configurationFile={LOG4J}",
+                    "-cp",
+                    f"{self.libs}/*",
+                    "kafka.admin.ConfigCommand",
+                    "--bootstrap-server",
+                    str(self.addr),
+                    "--alter",
+                    "--entity-type",
+                    "users",
+                    "--entity-name",
+                    name,
+                    "--add-config",
+                    f"{mechanism}=[password={password}]",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if proc.returncode != 0:
+                out = (proc.stdout + proc.stderr).replace(password, "***")
+                raise BrokerError(f"adding {mechanism} credentials for {name!r} failed:\n{out}")
+
+    def _check_secure(self) -> None:
+        if not self.secure:
+            return
+        for name, password in self.secure.users.items():
+            _check_credential(name, password)
+        ports = self.secure.ports()
+        if ("SSL" in ports or "SASL_SSL" in ports) and not self.secure.keystore:
+            raise BrokerError("a TLS listener needs SecureListeners.keystore (PEM key and certificate chain)")
+        if "SSL" in ports and not self.secure.truststore:
+            raise BrokerError("the SSL listener requires client certificates: SecureListeners.truststore is needed")
+
+    def _scram_format_args(self) -> list[str]:
+        """`--add-scram` arguments: the users' SCRAM credentials, written into the metadata log at format time."""
+        if not self.secure:
+            return []
+        args = []
+        for mechanism in (m for m in self.secure.mechanisms if m in SCRAM_MECHANISMS):
+            for name, password in self.secure.users.items():
+                args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        return args
+
+    def _secure_ports_answer(self) -> bool:
+        if not self.secure:
+            return True
+        for name, port in self.secure.ports().items():
+            addr = Address(self.addr.host, port)
+            # ApiVersions is answered before a SASL login; a TLS port can only be seen to be open.
+            if not (probe(addr) if name == "SASL_PLAINTEXT" else port_open(addr)):
+                return False
+        return True
+
+    def _security_properties(self) -> list[str]:
+        """server.properties lines of the secure listeners (none without SecureListeners)."""
+        if not self.secure:
+            return []
+        ports = self.secure.ports()
+        mechanisms = list(self.secure.mechanisms)
+        lines = [f"sasl.enabled.mechanisms={','.join(mechanisms)}"] if any(n.startswith("SASL") for n in ports) else []
+        for name in (n for n in ports if n.startswith("SASL_")):
+            prefix = f"listener.name.{name.lower()}"
+            for m in mechanisms:
+                if m in SCRAM_MECHANISMS:
+                    module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                else:  # PLAIN: the broker checks passwords against the user_<name> entries of its JAAS config
+                    users = " ".join(f'user_{u}="{p}"' for u, p in self.secure.users.items())
+                    module = f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+                lines.append(f"{prefix}.{m.lower()}.sasl.jaas.config={module}")
+        if self.secure.keystore:
+            lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={self.secure.keystore}"]
+        if self.secure.truststore:
+            lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={self.secure.truststore}"]
+        if "SSL" in ports:
+            lines.append("listener.name.ssl.ssl.client.auth=required")
+        return lines
+
     # -- helpers ------------------------------------------------------------------------------------
     def _write_properties(self, ctrl: Address) -> Path:
         props = self.dir / "server.properties"
+        extra = self.secure.ports() if self.secure else {}
+        host = self.addr.host
+        listeners = ",".join([f"PLAINTEXT://{host}:{self.addr.port}", *(f"{n}://{host}:{p}" for n, p in extra.items())])
+        protocols = ",".join(["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT", *(f"{n}:{n}" for n in extra)])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props.touch(mode=0o600)  # the PLAIN users' passwords may be in it
+        props.chmod(0o600)
         props.write_text(
             "\n".join(
                 [
@@ -315,10 +471,12 @@ class EmbeddedBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@localhost:{ctrl.port}",
-                    f"listeners=PLAINTEXT://{self.addr.host}:{self.addr.port},CONTROLLER://localhost:{ctrl.port}",
-                    f"advertised.listeners=PLAINTEXT://{self.addr.host}:{self.addr.port}",
+                    f"listeners={listeners},CONTROLLER://localhost:{ctrl.port}",
+                    f"advertised.listeners={listeners}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"listener.security.protocol.map={protocols}",
+                    *self._security_properties(),
                     f"log.dirs={self.dir / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -344,6 +502,13 @@ class EmbeddedBroker:
 
     def _say(self, msg: str) -> None:
         print(msg, file=self.out, flush=True)
+
+
+def _check_credential(name: str, password: str) -> None:
+    # The storage tool's and kafka-configs' [name=...,password=...] syntax and the JAAS string have no escapes.
+    bad = set(',[]="\\ ;=')
+    if not name or not password or bad & set(name + password):
+        raise BrokerError(f'test user {name!r}: names and passwords must be non-empty, without , [ ] = " \\ ; or space')
 
 
 def _cluster_id() -> str:

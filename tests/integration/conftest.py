@@ -19,11 +19,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams import topics as topics_registry
 from streams.kafka.admin import create_topics
+from streams.kafka.client import aiokafka_kwargs
 from streams.kafka.local import BrokerError, EmbeddedBroker, is_embedded_target, parse_bootstrap, probe
+from streams.schemas import first_violation
 from streams.settings import Settings
-
-pytestmark = pytest.mark.integration
+from streams.stages.dedup.reorder import TICK_KEY as HOLD_TICK_KEY
+from streams.stages.takedown.requests import TICK_KEY as TAKEDOWN_TICK_KEY
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +50,7 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
+TICK_KEYS = {HOLD_TICK_KEY, TAKEDOWN_TICK_KEY}
 _ports = iter(range(16100 + (os.getpid() % 500) * 20, 65000))
 
 
@@ -73,8 +77,7 @@ def topics(settings: Settings) -> Settings:
 
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")}
-    for var, value in settings.as_env_doc():
-        env[var] = value
+    env.update(settings.as_env())  # secrets included: as_env_doc() masks them
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -157,10 +160,10 @@ async def send_all(
     settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]], partition: int | None = None
 ) -> None:
     prod = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         enable_idempotence=True,
         acks="all",
-        max_request_size=11 * 1024 * 1024,
+        max_request_size=topics_registry.MAX_REQUEST_BYTES,
         linger_ms=5,
     )
     await prod.start()
@@ -177,12 +180,12 @@ async def read_committed(
     """Every committed record of a topic: waits until `expect` arrived, then `settle` more seconds for extras."""
     name = settings.topic(topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         group_id=None,
         isolation_level="read_committed",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=11 * 1024 * 1024,
-        fetch_max_bytes=24 * 1024 * 1024,
+        max_partition_fetch_bytes=topics_registry.MAX_REQUEST_BYTES,
+        fetch_max_bytes=2 * topics_registry.MAX_REQUEST_BYTES,
     )
     await consumer.start()
     try:
@@ -201,12 +204,29 @@ async def read_committed(
             if len(out) >= expect and settle_until is None:
                 settle_until = now + settle
             if (settle_until is not None and now >= settle_until) or now >= deadline:
+                assert_valid_records(topic, out)
                 return out
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
                 out.extend(msgs)
     finally:
         await consumer.stop()
+
+
+def assert_valid_records(topic: str, msgs: list[Any]) -> None:
+    """Every record a stage wrote validates against the schema the topic registry names for its topic.
+
+    Producers' input topics (articles.raw, takedowns) are left out: what is on them is whatever was sent,
+    including the malformed events the tests send on purpose. Tick records carry no data and no schema."""
+    t = topics_registry.get(topic)
+    if t.schema is None or t.name in ("articles.raw", "takedowns"):
+        return
+    for m in msgs:
+        if m.key in TICK_KEYS:
+            continue
+        value = orjson.loads(m.value)
+        violation = first_violation(t.schema, value)
+        assert violation is None, f"{topic}@{m.partition}:{m.offset} breaks {t.schema}: {violation}\n{value}"
 
 
 def values(msgs: list[Any]) -> list[Any]:

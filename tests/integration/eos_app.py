@@ -9,9 +9,6 @@ import faust
 
 from streams import eos
 
-if os.environ.get("EOS_PATCH", "1") == "1":
-    eos.install()
-
 prefix = os.environ["STREAMS_TOPIC_PREFIX"]
 app = faust.App(
     prefix + "eos-test",
@@ -24,6 +21,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     autodiscover=False,
 )
+eos.install(app)
 source = app.topic(prefix + "eos.in", key_serializer="raw", value_serializer="raw", partitions=4)
 sink = app.topic(prefix + "eos.out", key_serializer="raw", value_serializer="raw", partitions=4)
 delay = float(os.environ.get("EOS_DELAY", "0"))

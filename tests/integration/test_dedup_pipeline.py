@@ -154,11 +154,6 @@ def test_a_clean_stop_keeps_the_local_tables(topics, worker_factory):
     assert "local_state_discarded" not in second.tail(400), second.tail()
 
 
-@pytest.mark.xfail(
-    reason="known exactly-once gap: after kill -9 mid-stream a restarted worker can re-process committed records "
-    "of the dedup sequence (seen as articles judged copies of themselves); README, Exactly once, Known gap",
-    strict=False,
-)
 @pytest.mark.parametrize("hold", ["0", "2"], ids=["decide-on-arrival", "reorder-hold"])
 def test_kill_mid_stream_with_the_same_state_dir_publishes_every_article_once(topics, worker_factory, hold):
     """kill -9 while dedup is deciding: the table writes of the open (aborted) transaction must not survive

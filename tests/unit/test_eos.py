@@ -159,7 +159,7 @@ class PartitionModel(RuleBasedStateMachine):
         """Drain everything: one commit then gives the position after the last record (and its markers)."""
         if not hasattr(self, "ledger"):
             return
-        for _ in range(8 * len(self.records) + 16):
+        for _ in range(len(self.delivered) + 8 * len(self.records) + 16):
             if self.position >= self.end and not self.delivered:
                 if not self.ledger.outstanding(TP):
                     break

@@ -56,7 +56,7 @@ import rensa
 
 from streams import schemas
 from streams.codec import rfc3339
-from streams.outcomes import Duplicate, Unique
+from streams.outcomes import Duplicate, Rejected, Unique
 from streams.stages.dedup import article as fields
 from streams.stages.dedup.config import DedupConfig
 from streams.stages.dedup.index import DedupState, index_bytes
@@ -315,7 +315,9 @@ class Deduplicator:
         assert self._state is not None and self._hold is not None
         return self._state, self._hold
 
-    def on_record(self, *, key: bytes | None, value: Any, offset: int, timestamp_ms: int) -> list[Unique | Duplicate]:
+    def on_record(
+        self, *, key: bytes | None, value: Any, offset: int, timestamp_ms: int
+    ) -> list[Unique | Duplicate | Rejected]:
         """One record of articles.dedup-sequenced (value JSON-decoded): the decisions it releases, in order.
 
         The record's timestamp, not the clock, drives the hold, so a replay releases the same way. With the
@@ -342,13 +344,18 @@ class Deduplicator:
             del self._held[h.key]
         return out
 
-    def _decide(self, article: dict[str, Any], state: DedupState) -> Unique | Duplicate:
+    def _decide(self, article: dict[str, Any], state: DedupState) -> Unique | Duplicate | Rejected:
         try:
-            outcome = dedup(article, state=state, now=self._clock())
-        except Exception:  # a bug must not stop the stage: let the article through, count it
+            outcome: Unique | Duplicate | Rejected = dedup(article, state=state, now=self._clock())
+        except Exception as exc:  # a bug, not bad data: refuse this article (kept whole), decide the others
             log.exception("dedup failed on %s", article.get("article_id"))
             self._errors += 1
-            outcome = Unique(article)
+            outcome = Rejected(
+                "internal_error",
+                f"dedup raised {type(exc).__name__}: {exc}"[:300],
+                {"stage": "dedup", "error": type(exc).__name__},
+                article=article,
+            )
         state.expire()
         return outcome
 

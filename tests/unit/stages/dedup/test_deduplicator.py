@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.outcomes import Duplicate, Unique
+from streams.outcomes import Duplicate, Rejected, Unique
 from streams.settings import Settings
 from streams.stages.dedup.config import DedupConfig
 from streams.stages.dedup.reorder import sequence_key, tick_record
@@ -119,7 +119,7 @@ def test_records_that_are_not_articles_are_ignored_and_counted(value: Any) -> No
     assert d.stats().ignored_records == 1
 
 
-def test_a_decision_that_raises_lets_the_article_through_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_decision_that_raises_refuses_that_article_whole_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     from streams.stages.dedup import stage
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -129,7 +129,8 @@ def test_a_decision_that_raises_lets_the_article_through_and_is_counted(monkeypa
     d, _ = make()
     a = f.article(1)
     (out,) = send(d, a, 0, 1)
-    assert out == Unique(a) and d.stats().internal_errors == 1
+    assert isinstance(out, Rejected) and out.reason == "internal_error" and out.article == a
+    assert d.stats().internal_errors == 1
 
 
 def test_stats_are_a_frozen_value() -> None:

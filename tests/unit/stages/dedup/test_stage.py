@@ -568,7 +568,7 @@ def test_config_comes_from_settings() -> None:
     assert cfg.source_priority == ("reuters", "ap")
     assert cfg.window_ms == int(s.dedup_window_days * DAY_MS)
     assert cfg.max_candidates == s.dedup_max_candidates
-    assert cfg.reorder_hold_ms == 0 and cfg.num_bands is None
+    assert cfg.reorder_hold_ms == int(s.dedup_reorder_seconds * 1000) and cfg.num_bands is None
 
 
 def test_config_has_no_defaults_of_its_own() -> None:

@@ -50,6 +50,18 @@ def of_type(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 # --- the seed -------------------------------------------------------------------------------------------------
 
 
+ENRICHMENT_FIELDS = {
+    "language", "entities", "entities_skipped", "countries", "figures", "keywords", "summary", "word_count",
+    "reading_time_seconds", "versions",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [own_article, ukrainian_article, lambda: plain_article("Short note here.")])
+def test_every_enrichment_field_is_written(enricher: Enricher, make: Any) -> None:
+    # The schema requires none of them (upstream placeholders are {}), so the stage's completeness is tested here.
+    assert set(enriched(enricher, make())["enrichment"]) == ENRICHMENT_FIELDS
+
+
 def test_seed_is_english(enricher: Enricher, seed_text: str) -> None:
     language = enriched(enricher, seed_article(seed_text))["enrichment"]["language"]
     assert language["code"] == "en" and language["script"] == "Latn" and language["confidence"] > 0.9
