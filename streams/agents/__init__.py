@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from streams.agents import dedup, normalize, takedown
+from streams.agents import dedup, enrich, normalize, takedown
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -14,5 +14,6 @@ if TYPE_CHECKING:
 STAGES: dict[str, Callable[[Pipeline], None]] = {
     "normalize": normalize.register,
     "dedup": dedup.register,
+    "enrich": enrich.register,
     "takedown": takedown.register,
 }

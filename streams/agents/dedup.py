@@ -19,7 +19,7 @@ from faust.types import TP
 
 from streams import eos, schemas
 from streams.agents import runner
-from streams.agents.runner import Input, Route
+from streams.agents.runner import Input, Route, article_of
 from streams.logs import event
 from streams.outcomes import Duplicate, Rejected, Unique
 from streams.stages.dedup.config import DedupConfig
@@ -113,8 +113,13 @@ def register(p: Pipeline) -> None:
 
     # -- the decisions --------------------------------------------------------------------------------------
     def handle(inp: Input) -> list[Unique | Duplicate | Rejected]:
+        value = inp.json()
+        if not is_tick(inp.key, value):
+            article = article_of(inp)
+            if isinstance(article, Rejected):
+                return [article]
         outcomes = active.current().on_record(
-            key=inp.key, value=inp.json(), offset=inp.offset, timestamp_ms=inp.timestamp_ms or 0
+            key=inp.key, value=value, offset=inp.offset, timestamp_ms=inp.timestamp_ms or 0
         )
         active.export()
         return outcomes

@@ -122,6 +122,26 @@ def article_ingested_ms(outcome: Any, _input: Input) -> int | None:
     return ms if isinstance(ms, int) and not isinstance(ms, bool) else None
 
 
+ARTICLE_SCHEMA = "article.v1"
+
+
+def article_of(inp: Input) -> dict[str, Any] | Rejected:
+    """The article a record of an article topic carries, or why it is refused: not JSON, not an object, or a
+    schema this stage does not know (a producer from another version wrote into the pipeline's topics)."""
+    value = inp.json()
+    if not isinstance(value, dict):
+        what = "not JSON" if value is None and inp.value is not None else f"a JSON {type(value).__name__}"
+        return Rejected("schema_violation", f"The record is {what}, not an {ARTICLE_SCHEMA} object.", {"pointer": ""})
+    if value.get("schema") != ARTICLE_SCHEMA:
+        found = value.get("schema")
+        return Rejected(
+            "schema_violation",
+            f"The record's schema is {found!r}; this stage reads {ARTICLE_SCHEMA}.",
+            {"pointer": "/schema", "keyword": "const", "expected": ARTICLE_SCHEMA, "found": found},
+        )
+    return value
+
+
 def rejected_route(pipeline: Pipeline, stage: str) -> Route:
     """Every stage may refuse a record: to articles.rejected, keyed like the input, with the original bytes."""
     s, m = pipeline.settings, pipeline.metrics

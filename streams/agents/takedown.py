@@ -20,9 +20,9 @@ from mode import Service
 
 from streams import eos, topics
 from streams.agents import runner
-from streams.agents.runner import Input, Route
+from streams.agents.runner import Input, Route, article_of
 from streams.kafka.reader import RecordReader
-from streams.outcomes import Audited, FannedOut, Published, Retracted
+from streams.outcomes import Audited, FannedOut, Published, Rejected, Retracted
 from streams.stages.takedown import TakedownConfig, TakedownRegistry, TakedownStage
 from streams.stages.takedown import requests as takedown_requests
 from streams.stages.takedown.requests import parse_time, tick_ms
@@ -111,7 +111,10 @@ def register(p: Pipeline) -> None:
         now = datetime.now(UTC)
         value = inp.json()
         if inp.topic == enriched_topic:
-            return stage.on_article(value, partition=inp.partition, offset=inp.offset, now=now)
+            article = article_of(inp)
+            if isinstance(article, Rejected):
+                return [article]
+            return stage.on_article(article, partition=inp.partition, offset=inp.offset, now=now)
         out = await stage.on_fanout(value, partition=inp.partition, now=now, fetch=fetch)
         if isinstance(value, dict) and value.get("op") == "apply":
             requested = parse_time((value.get("takedown") or {}).get("requested_at"))
