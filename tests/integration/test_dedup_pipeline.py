@@ -11,8 +11,6 @@ from streams.codec import short_hash
 from tests.factories.stories import story
 from tests.integration.conftest import read_committed, send_all, values
 
-pytestmark = pytest.mark.integration
-
 
 def raw(url: str, title: str, text: str, source: str = "Desk") -> bytes:
     return orjson.dumps({"url": url, "title": title, "body": text, "source": {"name": source}})

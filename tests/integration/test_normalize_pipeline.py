@@ -7,12 +7,9 @@ import base64
 import random
 
 import orjson
-import pytest
 
 from tests.conftest import DATA, need_shared
 from tests.integration.conftest import read_committed, send_all, values
-
-pytestmark = pytest.mark.integration
 
 
 def _bbc_events(n: int) -> list[dict]:

@@ -8,7 +8,6 @@ import time
 import urllib.error
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -16,7 +15,6 @@ from streams.codec import short_hash
 from tests.factories.stories import article
 from tests.integration.conftest import read_committed, send_all, values
 
-pytestmark = pytest.mark.integration
 ENTRIES = 40_000
 
 

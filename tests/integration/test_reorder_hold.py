@@ -13,8 +13,6 @@ from streams.codec import short_hash
 from tests.factories.stories import story
 from tests.integration.conftest import read_committed, send_all, values
 
-pytestmark = pytest.mark.integration
-
 
 def raw(url: str, title: str, text: str, published_at: str, source: str) -> bytes:
     return orjson.dumps(

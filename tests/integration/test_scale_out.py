@@ -8,12 +8,9 @@ import dataclasses
 import time
 
 import orjson
-import pytest
 
 from tests.factories.stories import story
 from tests.integration.conftest import read_committed, send_all, values
-
-pytestmark = pytest.mark.integration
 
 
 def raw(url: str, seed: int) -> bytes:

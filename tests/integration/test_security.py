@@ -31,8 +31,6 @@ from streams.settings import Settings
 from tests.factories.pki import Pki, make_pki
 from tests.integration.conftest import WorkerProcess, read_committed, send_all, settings_env
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).with_name("sasl_app.py")
 CLI_TIMEOUT = 90.0  # s: a refused login must end a command well before this; a hang fails the test

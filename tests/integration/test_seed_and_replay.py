@@ -7,11 +7,8 @@ import subprocess
 import sys
 
 import orjson
-import pytest
 
 from tests.integration.conftest import read_committed, send_all, settings_env, values
-
-pytestmark = pytest.mark.integration
 
 
 def test_seed_comes_out_clean_and_attributed(topics, worker_factory, seed_text):
@@ -80,3 +77,49 @@ def test_replay_resends_rejected_events_once_the_cause_is_fixed(topics, worker_f
     raw = asyncio.run(read_committed(s, "articles.raw", expect=3, timeout=10, settle=0.5))
     assert len(raw) == 3 and [m.key for m in raw].count(b"https://long.example/report") == 2  # the original key
     assert [m.value for m in raw].count(orjson.dumps(long_article)) == 2  # the original bytes
+
+
+def test_the_seed_is_enriched_published_then_taken_down_by_its_domain(topics, worker_factory, seed_text):
+    """raw -> normalize -> dedup -> enrich -> takedown -> published, then the rights desk takes the domain down:
+    the seed is retracted and `streams takedown show` tells who asked, when, and what was removed."""
+    s = topics
+    url = "https://www.aggregator.example.com/world/zelenskyy-land-cession?utm_source=feed"
+    event = {"url": url, "title": seed_text.splitlines()[0], "body": seed_text, "source": {"name": "Aggregator"}}
+    worker = worker_factory(s)  # every stage
+    asyncio.run(send_all(s, "articles.raw", [(url.encode(), orjson.dumps(event))]))
+    worker.wait_ready(timeout=180)
+    [enriched] = values(asyncio.run(read_committed(s, "articles.enriched", expect=1, timeout=180, settle=0.5)))
+    e = enriched["enrichment"]
+    assert e["language"]["code"] == "en"
+    by_type: dict[str, dict[str, dict]] = {}
+    for ent in e["entities"]:
+        by_type.setdefault(ent["type"], {})[ent["name"]] = ent
+    people = {"Volodymyr Zelenskyy", "Donald Trump", "Vladimir Putin", "Bohdan Krotevych"}
+    assert people <= set(by_type["person"]), by_type["person"].keys()
+    places = {"Ukraine": "UA", "Russia": "RU", "Alaska": "US", "Donbas": "UA", "Dnipro": "UA",
+              "Zaporizhzhia": "UA", "Kharkiv": "UA", "Moscow": "RU"}  # fmt: skip
+    assert {name: by_type["place"][name]["country_code"] for name in places} == places
+    assert "Institute for the Study of War" in by_type["organisation"]
+    kinds = {(f["kind"], f["unit"]) for f in e["figures"]}
+    assert {("area", "km²"), ("people", "people"), ("distance", "km"), ("distance", "mi")} <= kinds
+    assert any(f["kind"] == "rate" for f in e["figures"])
+    [published] = values(asyncio.run(read_committed(s, "articles.published", expect=1, timeout=60, settle=0)))
+    assert published["article_id"] == enriched["article_id"]
+
+    env = settings_env(s)
+    add = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "takedown", "add", "--scope", "domain",
+         "--value", "aggregator.example.com", "--reason", "Copyright claim by the original publisher", "--requested-by", "legal@publisher.example",
+         "--ground", "legal", "--legal-basis", "Copyright"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    tid = add.stdout.strip()
+    [retraction] = values(asyncio.run(read_committed(s, "articles.retractions", expect=1, timeout=60)))
+    assert retraction["article_id"] == published["article_id"] and retraction["takedown_id"] == tid
+    show = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "takedown", "show", tid], env=env, capture_output=True, text=True
+    )
+    assert show.returncode == 0, show.stderr
+    assert "legal@publisher.example" in show.stdout and "retracted" in show.stdout
+    assert published["title"] in show.stdout
