@@ -107,12 +107,12 @@ def test_the_seed_is_enriched_published_then_taken_down_by_its_domain(topics, wo
     assert published["article_id"] == enriched["article_id"]
 
     env = settings_env(s)
+    command = ["takedown", "add", "--scope", "domain", "--value", "aggregator.example.com"]
+    command += ["--reason", "Copyright claim by the original publisher", "--requested-by", "legal@publisher.example"]
+    command += ["--ground", "legal", "--legal-basis", "Copyright"]
     add = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "takedown", "add", "--scope", "domain",
-         "--value", "aggregator.example.com", "--reason", "Copyright claim by the original publisher", "--requested-by", "legal@publisher.example",
-         "--ground", "legal", "--legal-basis", "Copyright"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "streams.cli", *command], env=env, capture_output=True, text=True, timeout=60
+    )
     assert add.returncode == 0, add.stderr
     tid = add.stdout.strip()
     [retraction] = values(asyncio.run(read_committed(s, "articles.retractions", expect=1, timeout=60)))
