@@ -270,6 +270,8 @@ class OffsetLedger:
 
 # --- per-app state ------------------------------------------------------------------------------------------
 
+_APPS: weakref.WeakSet[Any] = weakref.WeakSet()  # apps with a ledger
+
 
 @dataclass
 class _Undo:
@@ -296,6 +298,7 @@ class _AppState:
         self.poisoned: set[str] = set()
         self.rewind_callbacks: list[Callable[[set[Any]], Awaitable[None] | None]] = []
         self.last_rewind: dict[str, float] = {}
+        self.logged: set[tuple[Any, int | None, str]] = set()  # (partition, epoch, reason) already logged
         self._sources: frozenset[str] | None = None
 
     def sources(self) -> frozenset[str]:
@@ -318,6 +321,7 @@ def state(app: Any) -> _AppState:
     st = app.__dict__.get("_streams_eos")
     if st is None:
         st = app.__dict__["_streams_eos"] = _AppState(app)
+        _APPS.add(app)  # the consumer-thread hooks (seeks) bump the epochs of every app that has a ledger
     return cast(_AppState, st)
 
 
@@ -495,15 +499,22 @@ def _admit(app: Any, st: _AppState, tid: str, message: Any) -> str | None:
         return fast
     reason = st.ledger.admit(message.tp, _epoch_of(message), message.offset)
     if reason is not None and reason != ALREADY_PROCESSED:
-        log.warning(
-            "not processing %s[%s]@%s: %s (epoch %s of %s)",
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            _epoch_of(message),
-            st.ledger.epoch(message.tp),
-        )
+        # Once per partition, epoch and reason: after a seek a whole prefetched batch is stale, and a line per
+        # record (hundreds of thousands in a rebalance under load) costs more than the work itself.
+        mark = (message.tp, _epoch_of(message), reason)
+        if mark not in st.logged:
+            st.logged.add(mark)
+            if len(st.logged) > 10_000:
+                st.logged.clear()
+            log.warning(
+                "not processing %s[%s]@%s: %s (epoch %s of %s; later records of that epoch are not logged)",
+                message.topic,
+                message.partition,
+                message.offset,
+                reason,
+                _epoch_of(message),
+                st.ledger.epoch(message.tp),
+            )
     return reason
 
 
@@ -553,15 +564,88 @@ async def _rewind(app: Any, tids: set[str], *, reason: str, held: bool = True) -
     if tps:
         await consumer._thread.call_thread(_seek_back, consumer._thread, tps)
     for tid in sorted(tids):
-        try:
-            await producer.maybe_begin_transaction(tid)
-        except Exception:
-            log.warning("beginning transaction %s failed", tid, exc_info=True)
+        await _restart_transaction(app, tid)
         st.poisoned.discard(tid)
     for callback in list(st.rewind_callbacks):
         result = callback(tps)
         if inspect.isawaitable(result):
             await result
+
+
+def _owned_tids(app: Any) -> set[str]:
+    """Transactional ids of the partitions this worker processes now (actives, not standbys)."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:
+        return set()
+    sources = state(app).sources()
+    return {
+        tid
+        for tp in assignment
+        if tp.topic in sources and not app.assignor.is_standby(tp) and (tid := _tid_or_none(app, tp)) is not None
+    }
+
+
+async def _restart_transaction(app: Any, tid: str) -> None:
+    """Begin the next transaction of `tid` after an abort, without ever making a zombie.
+
+    A transactional producer is created only by Faust's rebalance handling, for the partitions assigned here.
+    A rewind must not create one: on a worker whose partitions were just revoked (a worker leaving, or one that
+    lost them), a new producer's InitProducerId would fence the producer of the worker that owns them now, and
+    that worker's transaction would fail. (Seen here: a leaving worker's rewind fenced the remaining one, whose
+    producer then stayed in a fatal state.) A producer that was fenced is replaced only while the partition is
+    still actively ours: then the other producer is the zombie, and the new epoch fences it."""
+    producer = app.consumer.transactions.producer
+    current = producer._transaction_producers.get(tid)
+    owned = tid in _owned_tids(app)
+    if not owned:
+        return
+    if current is not None and current._txn_manager.is_fatal_error():
+        log.warning("transactional producer %s is fenced or broken: replacing it (the partition is ours)", tid)
+        producer._transaction_producers.pop(tid, None)
+        try:
+            await current.stop()
+        except Exception:
+            log.warning("stopping the broken producer %s failed", tid, exc_info=True)
+    live = producer._transaction_producers.get(tid)
+    if live is not None and live._txn_manager.is_in_transaction():
+        return
+    try:
+        await producer.maybe_begin_transaction(tid)
+    except Exception:
+        log.warning("beginning transaction %s failed", tid, exc_info=True)
+
+
+async def _on_rebalance(self: TransactionManager, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+    # Faust stops the producers of the transactional ids of `revoked` and begins those of `assigned`, reusing a
+    # producer it still holds. A producer of an id that was ours, went to another worker and came back was
+    # fenced by that worker meanwhile (without knowing it until it next sends), and one Faust failed to stop
+    # keeps a zombie alive. So: every producer whose id is not among this assignment's is stopped, and every id
+    # that is newly ours gets a new producer, whose InitProducerId fences any other (Kafka's zombie fencing).
+    app = self.app
+    producer = cast(Any, self.producer)
+    owned = self._tps_to_transactional_ids(set(assigned))
+    fresh = self._tps_to_transactional_ids(set(newly_assigned))
+    held = dict(producer._transaction_producers)
+    for tid in sorted(set(held) - owned):
+        log.info("stopping transactional producer %s: its partitions are no longer ours", tid)
+        producer._transaction_producers.pop(tid, None)
+        try:
+            await held[tid].stop()
+        except Exception:
+            log.warning("stopping producer %s failed", tid, exc_info=True)
+    for tid in sorted(owned):
+        current = producer._transaction_producers.get(tid)
+        if current is not None and (tid in fresh or current._txn_manager.is_fatal_error()):
+            producer._transaction_producers.pop(tid, None)
+            try:
+                await current.stop()
+            except Exception:
+                log.warning("stopping producer %s failed", tid, exc_info=True)
+            current = None
+        if current is None or not current._txn_manager.is_in_transaction():
+            await producer.maybe_begin_transaction(tid)
+    state(app).poisoned.difference_update(owned)
 
 
 def _tid_or_none(app: Any, tp: Any) -> str | None:
@@ -754,6 +838,8 @@ async def _commit_one(consumer: Consumer, st: _AppState, tid: str, tps: set[Any]
             if offset > _committed_here.get(key, -1):
                 _committed_here[key] = offset
         consumer._committed_offset.update(offsets)  # Faust's lag and monitor read it
+        committed_at = time.monotonic()  # Faust's livelock detector warns about partitions "never committed"
+        cast(Any, consumer)._thread.tp_last_committed_at.update({tp: committed_at for tp in offsets})
         app.tables.on_commit(offsets)
         app.monitor.on_tp_commit(offsets)
         return True
@@ -938,7 +1024,7 @@ async def _perform_seek(self: Consumer) -> None:
             except Exception:
                 log.warning("aborting transaction %s failed", tid, exc_info=True)
             _undo(st, tid)
-            await producer.maybe_begin_transaction(tid)
+            await _restart_transaction(app, tid)
             st.poisoned.discard(tid)
         await _original["perform_seek"](self)
     for callback in list(st.rewind_callbacks):
@@ -948,8 +1034,6 @@ async def _perform_seek(self: Consumer) -> None:
 
 
 # --- install ------------------------------------------------------------------------------------------------
-
-_APPS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _live_states() -> list[_AppState]:
@@ -963,6 +1047,7 @@ def register_app(app: Any) -> None:
 
 # (owner, attribute, the parameters Faust's version has, our replacement)
 _PATCHES: list[tuple[Any, str, tuple[str, ...], Any]] = [
+    (TransactionManager, "on_rebalance", ("self", "assigned", "revoked", "newly_assigned"), _on_rebalance),
     (
         TransactionManager,
         "send",

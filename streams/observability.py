@@ -48,10 +48,10 @@ class ConsumerFacts:
             return set()
 
     def highwater(self, tp: Any) -> int | None:
-        return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
+        return self.app.consumer.highwater(tp)
 
     def committed(self, tp: Any) -> int | None:
-        return self.app.consumer._committed_offset.get(tp)  # type: ignore[no-any-return]
+        return self.app.consumer._committed_offset.get(tp)
 
     def rebalancing(self) -> bool:
         return bool(getattr(self.app, "rebalancing", False))

@@ -153,7 +153,7 @@ def register(p: Pipeline) -> None:
     )
 
     # -- the in-memory index follows the active partition ------------------------------------------------------
-    @tables["dedup-articles"].on_recover  # type: ignore[misc]
+    @tables["dedup-articles"].on_recover
     async def rebuild_index() -> None:
         # Faust awaits this after every recovery, before it resumes the partitions, so the index is whole
         # before the first decision. Only where the partition is active: a standby never decides (it keeps

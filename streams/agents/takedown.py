@@ -91,7 +91,7 @@ def register(p: Pipeline) -> None:
         },
     )
 
-    @registry_table.on_recover  # type: ignore[misc]
+    @registry_table.on_recover
     async def registry_recovered() -> None:
         registry.rebuild()
         export_registry()

@@ -63,7 +63,7 @@ class RecordReader:
                 batch = await consumer.getmany(tp, timeout_ms=500, max_records=16)
                 for msg in batch.get(tp, []):
                     if msg.offset == offset:
-                        return msg.value  # type: ignore[no-any-return]
+                        return msg.value
                     if msg.offset > offset:
                         return None  # the offset held an aborted record or a marker: skipped by read_committed
                 if await consumer.position(tp) > offset:

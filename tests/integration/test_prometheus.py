@@ -10,6 +10,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import orjson
 import pytest
 import yaml
 
+from streams import takedowns
 from streams.settings import Settings
 from tests.deploy_check import DASHBOARD, RULES, alert_rules, panel_queries, recording_rules
 from tests.factories.stories import story
+from tests.factories.takedowns import request
 from tests.integration.conftest import read_committed, send_all
 from tests.integration.prometheus_harness import PrometheusServer, find_prometheus, poll, scrape_config
 
@@ -103,6 +106,16 @@ def wait_until_scraped_at_zero(prom: PrometheusServer, worker: Any) -> None:
     )
 
 
+# Our own text, in Ukrainian: enrich has no model for it, so the "articles without a model" panel has data.
+UK_TITLE = "Міська рада відхилила продаж старого причалу"
+UK_TEXT = (
+    "Міська рада у понеділок проголосувала проти продажу старого північного причалу приватному забудовнику. "
+    "Депутати заявили, що місто втратило б єдину глибоководну стоянку для рятувальних човнів.\n\n"
+    "Голова ради сказала, що запропонована сума не покриває вартості перенесення рятувальної станції, "
+    "а плани забудовника не перевіряли на зимові повені."
+)
+
+
 def test_every_panel_query_and_rule_works_on_real_traffic(topics, worker_factory, prometheus):
     s, prom = topics, prometheus
     title, text = story(101, paragraphs=12)
@@ -118,15 +131,21 @@ def test_every_panel_query_and_rule_works_on_real_traffic(topics, worker_factory
         raw("https://two.example/syndicated", title, text),  # same_content
         raw("https://three.example/near", *near_copy(title, text)),  # near
         raw("https://four.example/unrelated", other_title, other_text),  # unique
+        raw("https://five.example/uk", UK_TITLE, UK_TEXT),  # unique, in a language without a spaCy model
     ]
     asyncio.run(send_all(s, "articles.raw", [(None, p) for p in copies] + [(None, p) for p, _ in BAD], partition=0))
     asyncio.run(read_committed(s, "articles.duplicates", expect=3, timeout=60, settle=0))
     asyncio.run(read_committed(s, "articles.rejected", expect=len(BAD), timeout=60, settle=0))
+    asyncio.run(read_committed(s, "articles.published", expect=3, timeout=120, settle=0))
+    asyncio.run(takedowns.submit(s, request("url", "https://four.example/unrelated", now=datetime.now(UTC))))
+    asyncio.run(read_committed(s, "articles.retractions", expect=1, timeout=60, settle=0))
 
     # Prometheus has scraped the final counts, with at least 2 samples of every series in the rate window.
     window = VARIABLES["__rate_interval"]
     scraped = (
-        f'sum(streams_events_out_total{{stage="dedup"}}) == 5'  # decided, not only received (the reorder hold)
+        f'sum(streams_events_out_total{{stage="dedup"}}) == 6'  # decided, not only received (the reorder hold)
+        " and sum(streams_takedown_request_to_retraction_seconds_count) >= 1"
+        " and sum(streams_enrich_articles_without_model_total) >= 1"
         f' and sum(streams_rejections_total{{stage="normalize"}}) == {len(BAD)}'
         f" and min(count_over_time(streams_events_in_total[{window}])) >= 2"
     )

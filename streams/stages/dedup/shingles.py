@@ -99,7 +99,7 @@ def optimal_num_bands(threshold: float, num_perm: int, fn_weight: float = 0.95) 
     return best[1]
 
 
-def _integrate(f, a: float, b: float, steps: int = 200) -> float:  # type: ignore[no-untyped-def]
+def _integrate(f, a: float, b: float, steps: int = 200) -> float:
     h = (b - a) / steps
     return sum(f(a + (i + 0.5) * h) for i in range(steps)) * h
 
