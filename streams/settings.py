@@ -49,8 +49,12 @@ class Settings:
     dedup_shingle_size: int = 3
     dedup_reorder_seconds: float = 0.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
-    dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
-    dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
+    # dedup: containment and the compact index (issue 12; thresholds chosen in BENCHMARKS.md)
+    dedup_containment_threshold: float = 0.8  # ... or this share of one text's shingles found in the other
+    dedup_containment_min_similarity: float = 0.4  # ... with at least this Jaccard (a blurb is no copy of a long text)
+    dedup_lsh_bands: int = 16  # LSH tables of the dedup index (about 11 bytes of RAM per article each)
+    dedup_lsh_rows: int = 2  # signature values per band: 2 makes pairs with Jaccard 0.4 candidates 94% of the time
+    dedup_max_candidates: int = 256  # LSH candidates dedup screens per article at most (bounds latency on floods)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
