@@ -216,7 +216,9 @@ def extended(share: float) -> Callable[..., tuple[str, str] | None]:
         total, added, out = _words(text), 0, []
         donor = rng.choice(DONORS)["text"]
         sents = [s for p in _paras(donor) for s in _sentences(p)]
-        for sent in sents[: max(1, len(sents) // 2)]:  # at most half of the donor: the copy is not the donor's
+        # from the donor's second half (at most half of it): the copy is not the donor's, and a copy of the
+        # donor cut for length (its first part) is not contained in this one
+        for sent in sents[len(sents) // 2 :]:
             if added >= share * total:
                 break
             out.append(sent)

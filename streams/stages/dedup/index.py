@@ -48,6 +48,8 @@ _LSH_MAX_LOAD = 0.85  # live + stale postings beyond this share of the cells tri
 _ID_LOAD = 0.7  # id-map cells per slot: 1 / 0.7
 _REBUILD_CHUNK = 16_384  # entries decoded at once by rebuild()
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_NO_VALUES = np.empty(0, dtype=np.uint32)  # an article without a signature, for kernels.insert
+_NO_KEYS = np.empty(0, dtype=np.uint32)
 
 
 def _is_hex(text: str) -> bool:
@@ -165,7 +167,8 @@ class DedupState:
         else:
             raw = hashlib.blake2b(article_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         full = np.frombuffer(raw, dtype=np.uint8)
-        return full, np.uint64(int.from_bytes(raw[:8], "little")), odd
+        # the map key folds all 16 bytes (ids that share a prefix must not share a home cell)
+        return full, np.uint64(int.from_bytes(raw[:8], "little") ^ int.from_bytes(raw[8:], "little")), odd
 
     def _find(self, article_id: str) -> int:
         full, key, _ = self._id_bytes(article_id)
@@ -339,10 +342,10 @@ class DedupState:
     def _post(self, slot: int, sig: Signature) -> None:
         if (self._occupied + 1) > _LSH_MAX_LOAD * self._cells.shape[1]:
             self._rehash()
-        self._sketch[slot] = kernels.sketch_of(sig.values)
         self._nsh[slot] = min(sig.shingles, 65_535)
-        bkeys = self._band_keys(sig)
-        kernels.lsh_insert(self._cells, bkeys, np.uint32(((slot + 1) << kernels.GEN_BITS) | int(self._gen[slot])))
+        posting = np.uint32(((slot + 1) << kernels.GEN_BITS) | int(self._gen[slot]))
+        self._sketch[slot] = kernels.sketch_of(sig.values)
+        kernels.lsh_insert(self._cells, self._band_keys(sig), posting)
         self._occupied += 1
         self._live_postings += 1
 
@@ -360,18 +363,37 @@ class DedupState:
         if old >= 0:  # its entry vanished from the mapping behind our back: the old slot dies
             self._kill(old)
         slot = self._alloc()
-        self._ids[slot] = full
         if odd:
             self._odd[slot] = article_id
-        else:
-            self._odd.pop(slot, None)
-        self._seen[slot] = max(seen_ms, 0)
-        self._alive[slot] = 1
-        kernels.id_insert(self._ikeys, self._ivals, key, slot)
-        self._heap_n = kernels.heap_push(self._heap, self._heap_n, slot, self._seen)
-        self._size += 1
         if sig is not None:
-            self._post(slot, sig)
+            if (self._occupied + 1) > _LSH_MAX_LOAD * self._cells.shape[1]:
+                self._rehash()
+            values, bkeys, shingles = sig.values, self._band_keys(sig), sig.shingles
+            self._occupied += 1
+            self._live_postings += 1
+        else:
+            values, bkeys, shingles = _NO_VALUES, _NO_KEYS, 0
+        self._heap_n = kernels.insert(
+            self._ids,
+            self._ikeys,
+            self._ivals,
+            self._heap,
+            self._heap_n,
+            self._seen,
+            self._alive,
+            self._gen,
+            self._nsh,
+            self._sketch,
+            self._cells,
+            slot,
+            key,
+            full,
+            max(seen_ms, 0),
+            values,
+            bkeys,
+            shingles,
+        )
+        self._size += 1
 
     def replace_signature(self, article_id: str, sig: Signature | None) -> None:
         """A new revision of an indexed article: its old signature leaves the LSH index, the new one enters."""

@@ -254,7 +254,7 @@ def sketch_agreement(sketches: np.ndarray, slots: np.ndarray, query: np.ndarray)
     return out
 
 
-# --- article_id -> slot: open addressing on the first 8 bytes of the id, backward-shift deletion ----------
+# --- article_id -> slot: open addressing on the id folded to 8 bytes, backward-shift deletion -------------
 
 
 @njit(cache=True, inline="always")
@@ -264,7 +264,7 @@ def _id_home(key: np.uint64, cap: int) -> Any:
 
 @njit(cache=True)
 def id_find(ikeys: np.ndarray, ivals: np.ndarray, ids: np.ndarray, key: np.uint64, full: np.ndarray) -> Any:
-    """The slot of the id whose 16 bytes are `full` (first 8 as `key`), or -1."""
+    """The slot of the id whose 16 bytes are `full` (folded to `key`), or -1."""
     cap = ikeys.shape[0]
     pos = _id_home(key, cap)
     while ivals[pos] != EMPTY:
@@ -334,11 +334,11 @@ def id_delete(ikeys: np.ndarray, ivals: np.ndarray, key: np.uint64, slot: int) -
 
 @njit(cache=True)
 def bulk_id_insert(ikeys: np.ndarray, ivals: np.ndarray, ids: np.ndarray, slots: np.ndarray) -> None:
-    """id_insert for each slot of `slots` (rebuild); the key is the first 8 bytes of its id, little-endian."""
+    """id_insert for each slot of `slots` (rebuild); the key is the id's two 8-byte halves (little-endian) xor'ed."""
     for slot in slots:
         key = U64(0)
         for i in range(8):
-            key |= U64(ids[slot, i]) << U64(8 * i)
+            key |= (U64(ids[slot, i]) ^ U64(ids[slot, i + 8])) << U64(8 * i)
         id_insert(ikeys, ivals, key, slot)
 
 
@@ -384,6 +384,54 @@ def heap_pop(heap: np.ndarray, size: int, seen: np.ndarray) -> int:
     return size
 
 
+@njit(cache=True)
+def signature(
+    cps: np.ndarray, is_word: np.ndarray, k: int, mult: np.ndarray, add: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """`minhash(shingle_hashes(cps, is_word, k), mult, add)` in one call; (empty values, 0) without words."""
+    hashes = shingle_hashes(cps, is_word, k)
+    if hashes.shape[0] == 0:
+        return np.empty(0, dtype=np.uint32), 0
+    return minhash(hashes, mult, add)
+
+
+@njit(cache=True)
+def insert(
+    ids: np.ndarray,
+    ikeys: np.ndarray,
+    ivals: np.ndarray,
+    heap: np.ndarray,
+    heap_n: int,
+    seen: np.ndarray,
+    alive: np.ndarray,
+    gen: np.ndarray,
+    nsh: np.ndarray,
+    sketches: np.ndarray,
+    cells: np.ndarray,
+    slot: int,
+    key: np.uint64,
+    full: np.ndarray,
+    seen_ms: int,
+    values: np.ndarray,
+    bkeys: np.ndarray,
+    shingles: int,
+) -> int:
+    """A new article in `slot`: its id, time, liveness, the id map and the heap, and when it has a signature
+    (values not empty) its shingle count, sketch and postings; returns the heap's new size (one call per
+    article: each call into compiled code costs about a microsecond of argument handling)."""
+    for i in range(16):
+        ids[slot, i] = full[i]
+    seen[slot] = seen_ms
+    alive[slot] = 1
+    id_insert(ikeys, ivals, key, slot)
+    heap_n = heap_push(heap, heap_n, slot, seen)
+    if values.shape[0]:
+        nsh[slot] = min(shingles, 65_535)
+        sketches[slot] = sketch_of(values)
+        lsh_insert(cells, bkeys, U32(((slot + 1) << GEN_BITS) | int(gen[slot])))
+    return heap_n
+
+
 _WARM: list[bool] = []
 
 
@@ -394,9 +442,8 @@ def warm_up() -> None:
         return
     words = np.ones(128, dtype=np.bool_)
     cps = np.array([97, 32, 98, 32, 99, 32, 100], dtype=np.uint32)
-    hashes = shingle_hashes(cps, words, 3)
     mult = np.array([3, 5], dtype=np.uint64)
-    values, _ = minhash(hashes, mult, mult)
+    values, _ = signature(cps, words, 3, mult, mult)
     bkeys = band_keys(values, 1, 2)
     cells = np.zeros((1, 8), dtype=np.uint64)
     gen = np.zeros(2, dtype=np.uint8)
@@ -410,10 +457,11 @@ def warm_up() -> None:
     ids = np.zeros((2, 16), dtype=np.uint8)
     ikeys, ivals = np.zeros(8, dtype=np.uint64), np.zeros(8, dtype=np.uint32)
     bulk_id_insert(ikeys, ivals, ids, np.zeros(1, dtype=np.int64))
-    id_insert(ikeys, ivals, np.uint64(7), 1)
-    id_find(ikeys, ivals, ids, np.uint64(7), ids[1])
-    id_delete(ikeys, ivals, np.uint64(7), 1)
-    heap = np.zeros(2, dtype=np.int32)
-    seen = np.zeros(2, dtype=np.int64)
-    heap_pop(heap, heap_push(heap, 0, 1, seen), seen)
+    id_find(ikeys, ivals, ids, np.uint64(0), ids[0])
+    id_delete(ikeys, ivals, np.uint64(0), 0)
+    heap, seen, nsh = np.zeros(2, dtype=np.int32), np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.uint16)
+    size = insert(
+        ids, ikeys, ivals, heap, 0, seen, alive, gen, nsh, sketches, cells, 1, np.uint64(9), ids[0], 5, values, bkeys, 3
+    )
+    heap_pop(heap, size, seen)
     _WARM.append(True)

@@ -11,15 +11,20 @@ is caught whichever input partition it arrived on):
    dropped as a copy, its new text is checked again against the *other* articles: still a copy → Duplicate,
    otherwise Unique as a first publication, ``is_update: false``, in a cluster of its own.)
 3. another URL, identical normalised text (same ``revision``) → Duplicate ``same_content`` (syndication);
-4. another URL, Jaccard similarity of word 3-shingles of title + text at or above ``threshold``, estimated
-   by MinHash and found by LSH → Duplicate ``near``, similarity = the estimate (4 decimals);
+4. another URL, and word 3-shingles of title + text that resemble an indexed article's (estimated Jaccard
+   similarity J at or above ``threshold``) or are mostly contained in it, or contain it (estimated containment
+   at or above ``containment_threshold`` with J at least ``containment_min_similarity``: a copy cut for
+   length, or extended with other text) → Duplicate ``near``, with the estimated ``similarity`` and
+   ``containment`` (4 decimals). Containment comes from J and the two shingle-set sizes:
+   |A ∩ B| = J (|A| + |B|) / (1 + J). Candidates are found by LSH and screened in memory (`index`);
 5. otherwise first seen → Unique, ``dedup = {cluster_id: article_id, revision_number: 1,
    previous_revision: null, is_update: false}``.
 
 Example (threshold 0.6): A = "https://a.example/x" with text T at 10:00 is Unique (cluster A). B at
 "https://b.example/y" with text T is Duplicate(same_content, duplicate_of=A). C at "https://c.example/z" with
 a new headline and an agency dateline on T (J ≈ 0.9) is Duplicate(near, similarity≈0.9, duplicate_of=A,
-cluster_id=A).
+cluster_id=A). D with T's first half only (J ≈ 0.5, containment ≈ 1.0 with containment threshold 0.7) is
+Duplicate(near, similarity≈0.5, containment≈1.0, duplicate_of=A).
 A again with T is Duplicate(same_url, duplicate_of=A); A with T' (a correction) is Unique(revision_number=2).
 
 Canonical and clusters. A cluster is named by its canonical's article_id (``cluster_id`` == the canonical's
@@ -107,7 +112,7 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
         return _new_revision(article, state, now, entry, article_id, revision, title, text)
 
     sig = state.hasher.signature(title, text)
-    cluster_id, found = _find_copy(state, revision, article_id, sig, exclude=None)
+    cluster_id, found, canon = _find_copy(state, revision, article_id, sig, exclude=None)
     state.articles[article_id] = {
         "canonical_url": str(article.get("canonical_url", "")),
         "revision": revision,
@@ -120,11 +125,11 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
         **_stored(sig),
     }
     state.add(article_id, seen_ms, sig)
-    if revision not in state.content:
+    if found[0] != "same_content" and revision not in state.content:
         state.content[revision] = article_id
     if cluster_id is None:
         return Unique(_with_dedup(article, article_id, 1, None, False))
-    return _duplicate(article, state, now, found, cluster_id, 1, None)
+    return _duplicate(article, state, now, found, cluster_id, 1, None, canon)
 
 
 def _stored(sig: Signature | None) -> dict[str, Any]:
@@ -160,7 +165,7 @@ def _new_revision(
     copy_of = None
     if not was_published:
         # This URL was dropped as a copy; its new text may have become original.
-        copy_of, found = _find_copy(state, revision, article_id, sig, exclude=article_id)
+        copy_of, found, _ = _find_copy(state, revision, article_id, sig, exclude=article_id)
         cluster_id = copy_of or article_id
     updated = {
         **entry,
@@ -182,31 +187,38 @@ def _new_revision(
 
 def _find_copy(
     state: DedupState, revision: str, article_id: str, sig: Signature | None, exclude: str | None
-) -> tuple[str | None, tuple[str, float, float]]:
-    """(cluster_id, (match kind, similarity, containment)) of the cluster this text copies, or (None, ...)."""
+) -> tuple[str | None, tuple[str, float, float], Any]:
+    """(cluster_id, (match kind, similarity, containment), the canonical's entry if read) of the cluster this
+    text copies, or (None, ("", 0, 0), None)."""
     none = ("", 0.0, 0.0)
     other = state.content.get(revision)
     if other is not None and other != article_id:
         other_entry = state.articles.get(other)
         if isinstance(other_entry, dict):
-            return str(other_entry.get("cluster_id", other)), ("same_content", 1.0, 1.0)
+            cluster = str(other_entry.get("cluster_id", other))
+            return cluster, ("same_content", 1.0, 1.0), other_entry if cluster == other else None
     if sig is None:
-        return None, none
+        return None, none, None
     best: dict[str, tuple[float, float]] = {}  # cluster_id -> (best similarity, best containment) of a member
+    canons: dict[str, Any] = {}  # cluster_id -> the canonical's entry (None: evicted)
     for m in state.candidates(sig, exclude=exclude):
         cluster = str(m.entry.get("cluster_id", m.article_id))
         sim, contained = best.get(cluster, (-1.0, -1.0))
         best[cluster] = (max(sim, m.similarity), max(contained, m.containment))
+        if cluster == m.article_id:
+            canons[cluster] = m.entry
     if not best:
-        return None, none
-    chosen = min(best, key=lambda c: (*_canonical_order(state, c), -best[c][0], -best[c][1], c))
+        return None, none, None
+    for cluster in best:
+        if cluster not in canons:
+            canons[cluster] = state.articles.get(cluster)
+    chosen = min(best, key=lambda c: (*_canonical_order(state, canons[c]), -best[c][0], -best[c][1], c))
     sim, contained = best[chosen]
-    return chosen, ("near", round(sim, 4), round(contained, 4))
+    return chosen, ("near", round(sim, 4), round(contained, 4)), canons[chosen]
 
 
-def _canonical_order(state: DedupState, cluster_id: str) -> tuple[int, int]:
-    """(event time, source rank) of a cluster's canonical; an evicted canonical sorts last."""
-    canon = state.articles.get(cluster_id)
+def _canonical_order(state: DedupState, canon: Any) -> tuple[int, int]:
+    """(event time, source rank) of a cluster's canonical entry; an evicted canonical sorts last."""
     if not isinstance(canon, dict):
         return (2**62, len(state.config.source_priority))
     return (int(canon.get("event_ms", 0)), state.rank(str(canon.get("source", ""))))
@@ -235,9 +247,11 @@ def _duplicate(
     cluster_id: str,
     number: int,
     previous: str | None,
+    canon: Any = None,
 ) -> Duplicate:
     match, sim, contained = found
-    canon = state.articles.get(cluster_id)
+    if canon is None:
+        canon = state.articles.get(cluster_id)
     canon_url = canon.get("canonical_url") if isinstance(canon, dict) else None
     record = {
         "schema": "duplicate.v1",
