@@ -98,6 +98,7 @@ class DedupState:
         self.watermark_ms: int | None = None
         self._window_ms = config.window_ms
         self._last_keys: tuple[Signature, np.ndarray] | None = None
+        self._rebuilding = False
         self._reset_index(_MIN_CAPACITY, 0)
 
     def _reset_index(self, capacity: int, postings: int) -> None:
@@ -192,6 +193,7 @@ class DedupState:
         except TypeError:
             expected = _MIN_CAPACITY
         self._reset_index(int(expected * 1.02) + 16, expected)
+        self._rebuilding = True
         self.watermark_ms = None
         p = self.config.num_perm
         values = np.zeros((_REBUILD_CHUNK, p), dtype=np.uint32)
@@ -238,6 +240,7 @@ class DedupState:
         (`snapshot.load_tables`): decisions read candidates' entries from them."""
         expected = int(snapshot.manifest["counts"]["articles"])
         self._reset_index(int(expected * 1.02) + 16, expected)
+        self._rebuilding = True
         self.watermark_ms = None
         for cols in snapshot.articles():
             n = len(cols.keys)
@@ -266,6 +269,7 @@ class DedupState:
         return self._finish_rebuild()
 
     def _finish_rebuild(self) -> int:
+        self._rebuilding = False
         n = self._used
         self._size = n
         kernels.bulk_id_insert(self._ikeys, self._ivals, self._ids, np.arange(n, dtype=np.int64))
@@ -308,8 +312,9 @@ class DedupState:
         icap = int(cap / _ID_LOAD) + 1
         ikeys, ivals = np.zeros(icap, dtype=np.uint64), np.zeros(icap, dtype=np.uint32)
         self._ikeys, self._ivals = ikeys, ivals
-        live = np.flatnonzero(self._alive[: self._used]).astype(np.int64)
-        kernels.bulk_id_insert(ikeys, ivals, self._ids, live)
+        if not self._rebuilding:  # a rebuild maps every id once it has them all (_finish_rebuild)
+            live = np.flatnonzero(self._alive[: self._used]).astype(np.int64)
+            kernels.bulk_id_insert(ikeys, ivals, self._ids, live)
 
     def _rehash(self) -> None:
         """Drops stale postings, growing the tables when the live ones alone fill them past the target load."""

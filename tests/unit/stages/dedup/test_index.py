@@ -192,3 +192,23 @@ def test_the_id_map_deletes_without_breaking_other_lookups() -> None:
     for slot in range(12):
         found = kernels.id_find(ikeys, ivals, ids, kernels.np.uint64(slot % 3), ids[slot])
         assert found == (-1 if slot in (4, 0, 11, 7) else slot)
+
+
+class Unsized(dict):  # type: ignore[type-arg]
+    """A table whose size is not known in advance (len() unsupported, as for some stores)."""
+
+    def __len__(self) -> int:
+        raise TypeError("no len")
+
+
+def test_a_rebuild_that_outgrows_its_first_guess_maps_every_id_once() -> None:
+    built = state()
+    arts = [f.article(s) for s in range(600)]
+    for x in arts:
+        dedup(x, state=built, now=NOW)
+    table = Unsized(built.articles)
+    st = DedupState(dataclasses.replace(PRODUCTION, max_entries=100), table, dict(built.content))
+    assert st.rebuild() == 600
+    evicted = st.expire()
+    assert len(evicted) == 500 and not any(a in st for a in evicted)
+    assert all(x["article_id"] in st for x in arts if x["article_id"] not in evicted)
