@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,6 @@ from typing import Any
 
 import _common as c
 import orjson
-import rensa
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -56,7 +56,7 @@ from streams.codec import dumps, rfc3339, short_hash
 from streams.kafka.admin import create_topics
 from streams.outcomes import Normalized
 from streams.settings import Settings
-from streams.stages.dedup.shingles import MinHasher, encode_signature, shingles, tokens
+from streams.stages.dedup.shingles import MinHasher, encode_signature
 from streams.stages.dedup.stage import DedupConfig
 from streams.stages.normalize import NormalizeConfig, normalize
 
@@ -72,7 +72,8 @@ KNOWN_FIELDS = frozenset(
         "event_ms",  # publication time (orders canonicals)
         "seen_ms",  # ingestion time (the retention clock)
         "source",
-        "signature",
+        "minhash",
+        "shingles",
     }
 )
 DAY_MS = 86_400_000
@@ -83,7 +84,7 @@ MB = 1024 * 1024
 
 # -- synthetic articles ------------------------------------------------------------------------------------
 class Corpus:
-    """Synthetic article text: sentences of Zipf-distributed pseudo-words, tokenised once for fast MinHash."""
+    """Synthetic article text: sentences of Zipf-distributed pseudo-words."""
 
     def __init__(self, seed: int, sentences: int = 60_000, vocabulary: int = 40_000) -> None:
         rng = random.Random(seed)
@@ -94,7 +95,6 @@ class Corpus:
             " ".join(rng.choices(vocab, cum_weights=weights, k=rng.randint(8, 34))).capitalize() + "."
             for _ in range(sentences)
         ]
-        self.tokens = [tokens(s) for s in self.sentences]
 
     def pick(self, rng: random.Random) -> list[int]:
         """An article: a title sentence and 12-30 body sentences (2-4 KB of text)."""
@@ -103,13 +103,6 @@ class Corpus:
     def title_text(self, idx: list[int]) -> tuple[str, str]:
         s = self.sentences
         return s[idx[0]].rstrip("."), " ".join(s[i] for i in idx[1:])
-
-    def words(self, idx: list[int]) -> list[str]:
-        """tokens(f"{title}\\n{text}") without re-tokenising the joined text (the same list)."""
-        out: list[str] = []
-        for i in idx:
-            out += self.tokens[i]
-        return out
 
 
 def copy_of(title: str, text: str, agency: str = "Wire", city: str = "LONDON") -> tuple[str, str]:
@@ -142,22 +135,11 @@ def entries(
     probe_at = n // 2
     while probe_at % 10 == 9 or probe_at % 20 == 4:
         probe_at += 1
-    checked = 0
 
-    def signature(title: str, text: str, words: list[str] | None) -> str:
-        nonlocal checked
-        if words is None:  # edited copies: the stage's own MinHasher
-            mh = hasher.minhash(title, text)
-            assert mh is not None
-            return encode_signature(mh.digest())
-        mh = rensa.RMinHash(cfg.num_perm, hasher.seed)
-        mh.update(shingles(words, cfg.shingle_size))
-        sig = encode_signature(mh.digest())
-        if checked < 50:  # the fast path must give exactly the stage's signature
-            ref = hasher.minhash(title, text)
-            assert ref is not None and encode_signature(ref.digest()) == sig, "fast MinHash differs from the stage's"
-            checked += 1
-        return sig
+    def signature(title: str, text: str) -> tuple[str, int]:
+        sig = hasher.signature(title, text)
+        assert sig is not None
+        return encode_signature(sig.values), sig.shingles
 
     for i in range(n):
         source = f"site{i % 499}"
@@ -170,14 +152,14 @@ def entries(
         if kind == "near copy":
             idx, cluster_id = recent[i - 9]
             title, text = copy_of(*corpus.title_text(idx))
-            sig = signature(title, text, None)
+            sig, nsh = signature(title, text)
         else:
             idx = corpus.pick(rng)
             if kind == "updated":  # the first revision had one sentence less
                 title, old_text = corpus.title_text(idx[:-1])
                 previous = [short_hash(old_text)]
             title, text = corpus.title_text(idx)
-            sig = signature(title, text, corpus.words(idx))
+            sig, nsh = signature(title, text)
             recent[i] = (idx, article_id)
             recent.pop(i - 10, None)
         revision = short_hash(text)
@@ -194,7 +176,8 @@ def entries(
             "event_ms": event_ms,
             "seen_ms": event_ms + rng.randint(60_000, 3_600_000),  # ingested 1-60 min after publication
             "source": source,
-            "signature": sig,
+            "minhash": sig,
+            "shingles": nsh,
         }
         entry = {f: full[f] for f in fields}
         yield article_id, entry, [(rev, article_id) for rev in (*previous, revision)]
@@ -365,7 +348,7 @@ def check_format(
     fields = tuple(value)
     text = (
         f"key JSON string; value JSON object {{{', '.join(fields)}}} ({len(a[0].value)} bytes, "
-        f"{len(value.get('signature', ''))}-char signature); content: JSON string -> JSON string; no headers"
+        f"{len(value.get('minhash', ''))}-char signature); content: JSON string -> JSON string; no headers"
     )
     return fields, text
 
@@ -703,6 +686,192 @@ def report(r: dict[str, Any]) -> None:
         print(f"!! {len(r['restarts']) - ok} of {len(r['restarts'])} restarts came up WITHOUT the state")
 
 
+# -- the snapshot path (--snapshot) -------------------------------------------------------------------------
+class RocksTable(MutableMapping[str, Any]):
+    """A table's local store as Faust keeps it: RocksDB, JSON keys and values (what a restore writes into)."""
+
+    def __init__(self, path: Path) -> None:
+        from rocksdict import Options, Rdict
+
+        self.db = Rdict(str(path), Options(raw_mode=True))
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self.db.get(dumps(key))
+        if raw is None:
+            raise KeyError(key)
+        return orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.db[dumps(key)] = dumps(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.db[dumps(key)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (orjson.loads(k) for k in self.db.keys())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.db.keys())
+
+    def bulk(self, items: Iterable[tuple[str, Any]]) -> int:
+        """Writes many entries in write batches (how a restore bypasses the changelog); returns the count."""
+        from rocksdict import WriteBatch
+
+        n = 0
+        batch = WriteBatch(raw_mode=True)
+        for key, value in items:
+            batch.put(dumps(key), dumps(value))
+            n += 1
+            if n % 50_000 == 0:
+                self.db.write(batch)
+                batch = WriteBatch(raw_mode=True)
+        self.db.write(batch)
+        return n
+
+    def close(self) -> None:
+        self.db.close()
+
+
+async def produce_records(settings: Settings, topic: str, records: Iterable[tuple[str, bytes]]) -> tuple[int, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=11 * MB)
+    await producer.start()
+    n = nbytes = 0
+    try:
+        for key, value in records:
+            await producer.send(topic, key=key.encode(), value=value, partition=0)
+            n += 1
+            nbytes += len(value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n, nbytes
+
+
+async def read_topic(settings: Settings, topic: str) -> dict[str, bytes]:
+    """Every record of a one-partition topic, last value per key (a compacted topic read to its end)."""
+    consumer = c.committed_consumer(settings)
+    await consumer.start()
+    out: dict[str, bytes] = {}
+    try:
+        tps = await c.assign_all(consumer, [topic], from_end=False)
+        ends = await consumer.end_offsets(tps)
+        while await consumer.position(tps[0]) < ends[tps[0]]:
+            for msgs in (await consumer.getmany(timeout_ms=200, max_records=500)).values():
+                for m in msgs:
+                    out[m.key.decode()] = m.value
+    finally:
+        await consumer.stop()
+    return out
+
+
+def snapshot_size(n: int, args: argparse.Namespace, corpus: Corpus, work: Path) -> dict[str, Any]:
+    """The stage side of fast recovery at N articles: a snapshot written to a topic, then read back into
+    empty RocksDB stores and an index, and a first decision; beside a plain read of the same topic."""
+    from streams.stages.dedup import snapshot as snap
+    from streams.stages.dedup.stage import Deduplicator
+
+    prefix = f"benchsnap{uuid.uuid4().hex[:8]}."
+    settings = Settings.from_env(topic_prefix=prefix, dedup_max_entries=max(Settings().dedup_max_entries, 2 * n))
+    cfg = DedupConfig.from_settings(settings)
+    topic = settings.topic("articles.dedup-snapshots")
+    r: dict[str, Any] = {"n": n}
+    print(f"\n== snapshot path, {n:,} articles: topic {topic}", flush=True)
+    try:
+        c.run(create_snapshot_topic(settings, topic))
+        articles: dict[str, Any] = {}
+        content: dict[str, Any] = {}
+        written = Written()
+        t = time.perf_counter()
+        for article_id, entry, revisions in entries(
+            n, corpus, cfg, args.seed + n, int(time.time() * 1000), tuple(KNOWN_FIELDS), written
+        ):
+            articles[article_id] = entry
+            for rev, owner in revisions:
+                content[rev] = owner
+        print(
+            f"  synthetic state: {len(articles):,} entries, {len(content):,} revisions "
+            f"({time.perf_counter() - t:.0f} s)"
+        )
+        offsets = {"dedup-articles-changelog": len(articles), "dedup-content-changelog": len(content)}
+        t = time.perf_counter()
+        r["records"], r["bytes"] = c.run(
+            produce_records(settings, topic, snap.write_snapshot(cfg, articles, content, {}, offsets=offsets))
+        )
+        r["write_s"] = time.perf_counter() - t
+        print(
+            f"  snapshot written: {r['records']} records, {r['bytes'] / MB:.0f} MB in {r['write_s']:.1f} s", flush=True
+        )
+        del articles, content
+        t = time.perf_counter()
+        c.run(read_topic(settings, topic))
+        r["baseline_s"] = time.perf_counter() - t
+        print(f"  baseline, plain read of the snapshot topic: {r['baseline_s']:.1f} s", flush=True)
+
+        started = time.perf_counter()
+        records = c.run(read_topic(settings, topic))
+        r["read_s"] = time.perf_counter() - started
+        state_dir = work / f"{n}-snapshot-stores"
+        stores = [RocksTable(state_dir / name) for name in ("articles", "content", "held")]
+        t = time.perf_counter()
+        loaded = snap.read_snapshot(records, cfg)
+        r["articles_loaded"] = stores[0].bulk(e for cols in loaded.articles() for e in cols.entries())
+        r["content_loaded"] = stores[1].bulk(loaded.pairs("content"))
+        stores[2].bulk(loaded.pairs("held"))
+        r["load_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        d = Deduplicator(
+            articles=stores[0], content=stores[1], held=stores[2], config=cfg, clock=lambda: datetime.now(UTC)
+        )
+        r["indexed"] = d.rebuild(snapshot=loaded)
+        r["index_s"] = time.perf_counter() - t
+        copy_title, copy_text = copy_of(written.probe_title, written.probe_text, agency="AFP", city="PARIS")
+        probe = normalized(
+            f"https://www.copy.example/news/{written.probe_index}/s",
+            copy_title,
+            copy_text,
+            datetime.now(UTC) - timedelta(hours=1),
+        )
+        (out,) = d.on_record(
+            key=probe["article_id"].encode(), value=probe, offset=0, timestamp_ms=int(time.time() * 1000)
+        )
+        r["total_s"] = time.perf_counter() - started
+        r["state_ok"] = getattr(out, "record", {}).get("duplicate_of") == written.probe_id
+        r["rss_gb"] = _peak_rss_gb()
+        for store in stores:
+            store.close()
+        verdict = "the copy names the synthetic original" if r["state_ok"] else "WRONG: the copy passed as new"
+        print(
+            f"  restore: read {r['read_s']:.1f} s + tables into RocksDB {r['load_s']:.1f} s "
+            f"({r['articles_loaded']:,} + {r['content_loaded']:,}) + index {r['index_s']:.1f} s "
+            f"-> first decision after {r['total_s']:.1f} s "
+            f"(x{r['total_s'] / r['baseline_s']:.1f} the plain read); {verdict}; peak RSS {r['rss_gb']:.1f} GiB",
+            flush=True,
+        )
+    finally:
+        if not args.keep:
+            deleted = c.run(c.delete_prefix(settings, [prefix]))
+            print(f"  deleted {deleted} topics of {prefix}")
+    return r
+
+
+async def create_snapshot_topic(settings: Settings, topic: str) -> None:
+    from aiokafka.admin import NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        configs = {"cleanup.policy": "compact", "max.message.bytes": str(11 * MB)}
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=configs)])
+    finally:
+        await admin.close()
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -725,6 +894,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the topics, logs and state dirs (for inspection)")
+    ap.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="measure the snapshot path instead (stage side: snapshot topic -> RocksDB stores + index -> decision)",
+    )
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     c.on_signals_exit()
@@ -736,6 +910,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synthetic corpus: {len(corpus.sentences):,} sentences ({time.perf_counter() - t:.1f} s)")
     results = []
     try:
+        if args.snapshot:
+            for n in sizes:
+                snapshot_size(n, args, corpus, work)
+            return 0
         for n in sizes:
             results.append(one_size(n, args, corpus, work))
             report(results[-1])

@@ -28,17 +28,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.codec import rfc3339, short_hash  # noqa: E402
-from streams.outcomes import Duplicate  # noqa: E402
+from streams.codec import (  # noqa: E402
+    dumps,  # noqa: E402
+    rfc3339,
+    short_hash,
+)
+from streams.outcomes import Duplicate, Rejected  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.stages.dedup.shingles import shingles, tokens  # noqa: E402
 from streams.stages.dedup.stage import DedupConfig, DedupState, dedup  # noqa: E402
+from streams.stages.normalize import NormalizeConfig, normalize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BBC = DATA / "bbc_news_fulltext.jsonl"
@@ -167,6 +172,83 @@ def agency_lines(title: str, text: str, rng: random.Random) -> tuple[str, str]:
     )
 
 
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _join(paras: list[list[str]]) -> str:
+    return "\n\n".join(" ".join(p) for p in paras if p)
+
+
+def cut_end(share: float) -> Callable[..., tuple[str, str] | None]:
+    """Drops sentences from the end until `share` of the words are gone (cut for length)."""
+
+    def edit(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+        paras = [_sentences(p) for p in _paras(text)]
+        total = sum(_words(s) for p in paras for s in p)
+        budget, kept, out = total * (1 - share), 0, []
+        for p in paras:
+            row = []
+            for sent in p:
+                if kept and kept + _words(sent) > budget:
+                    break
+                row.append(sent)
+                kept += _words(sent)
+            else:
+                out.append(row)
+                continue
+            out.append(row)
+            break
+        if kept == total or kept < 0.3 * total * (1 - share):
+            return None
+        return title, _join(out)
+
+    return edit
+
+
+DONORS: list[dict[str, Any]] = []  # distinct BBC originals, filled by derived_copies (extended copies borrow)
+
+
+def extended(share: float) -> Callable[..., tuple[str, str] | None]:
+    """Appends paragraphs of another BBC article worth `share` of the words (related coverage, a fact box)."""
+
+    def edit(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+        total, added, out = _words(text), 0, []
+        donor = rng.choice(DONORS)["text"]
+        sents = [s for p in _paras(donor) for s in _sentences(p)]
+        # from the donor's second half (at most half of it): the copy is not the donor's, and a copy of the
+        # donor cut for length (its first part) is not contained in this one
+        for sent in sents[len(sents) // 2 :]:
+            if added >= share * total:
+                break
+            out.append(sent)
+            added += _words(sent)
+        if added < 0.5 * share * total:
+            return None
+        return title, f"{text}\n\n{' '.join(out)}"
+
+    return edit
+
+
+def reorder_paragraphs(swap_only: bool) -> Callable[..., tuple[str, str] | None]:
+    """Moves one paragraph elsewhere (swap_only) or shuffles them all."""
+
+    def edit(title: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+        paras = _paras(text)
+        if len(paras) < 3:
+            return None
+        before = paras[:]
+        while paras == before:
+            if swap_only:
+                i, j = rng.sample(range(len(paras)), 2)
+                paras[i], paras[j] = paras[j], paras[i]
+            else:
+                rng.shuffle(paras)
+        return title, "\n\n".join(paras)
+
+    return edit
+
+
 def tracking_url(title: str, text: str, rng: random.Random) -> tuple[str, str]:
     return title, text  # same text; the URL changes (see COPY_URL)
 
@@ -197,7 +279,42 @@ EDITS: dict[str, Callable[..., tuple[str, str] | None]] = {
     "wrapper+cut_last+headline": combo(cut_last, wrapper, new_headline),
     "agency+reorder_one+cut_last": combo(reorder_one, cut_last, agency_lines),
     "wrapper+agency+headline+cut_two": combo(cut_last_two, wrapper, agency_lines, new_headline),
+    # issue 12: cut, extended and reordered copies at several strengths
+    "cut_end_10pct": cut_end(0.10),
+    "cut_end_25pct": cut_end(0.25),
+    "cut_end_40pct": cut_end(0.40),
+    "cut_end_50pct": cut_end(0.50),
+    "extended_10pct": extended(0.10),
+    "extended_25pct": extended(0.25),
+    "extended_50pct": extended(0.50),
+    "reorder_paragraphs_swap": reorder_paragraphs(swap_only=True),
+    "reorder_paragraphs_shuffle": reorder_paragraphs(swap_only=False),
+    "wrapper+cut_end_25pct+headline": combo(cut_end(0.25), wrapper, new_headline),
+    "wrapper+extended_25pct+headline": combo(extended(0.25), wrapper, new_headline),
+    "agency+reorder_paragraphs+cut_end_25pct": combo(reorder_paragraphs(False), cut_end(0.25), agency_lines),
 }
+
+KINDS = {  # edit -> kind, for recall by edit kind
+    "tracking_params_same_url": "exact",
+    "verbatim_other_site": "exact",
+    "wrapper": "wrapped",
+    "agency_lines": "wrapped",
+    "new_headline": "wrapped",
+    "wrapper+agency+headline": "wrapped",
+    "reorder_sentences_one_paragraph": "reordered",
+    "reorder_sentences_all_paragraphs": "reordered",
+    "reorder_paragraphs_swap": "reordered",
+    "reorder_paragraphs_shuffle": "reordered",
+    "cut_last_paragraph": "cut",
+    "cut_last_two_paragraphs": "cut",
+    "cut_end_10pct": "cut",
+    "cut_end_25pct": "cut",
+    "cut_end_40pct": "cut",
+    "cut_end_50pct": "cut",
+    "extended_10pct": "extended",
+    "extended_25pct": "extended",
+    "extended_50pct": "extended",
+}  # the rest: "combined"
 
 
 def copy_url(edit: str, original_url: str, row_id: str, n: int) -> str:
@@ -257,22 +374,40 @@ def classify(flagged_j: dict[int, float]) -> dict[str, int]:
 NUM_PERM = [128]  # set from --num-perm
 
 
-def config(threshold: float) -> DedupConfig:
-    # production settings but the threshold and permutations explored; a window and bound that keep everything
+class Rule(NamedTuple):
+    """The near-duplicate rule explored: Jaccard threshold, containment threshold, and the Jaccard floor
+    under which containment does not count (STREAMS_DEDUP_THRESHOLD, _CONTAINMENT_THRESHOLD, _MIN_SIMILARITY)."""
+
+    threshold: float
+    containment: float
+    floor: float
+
+    def __str__(self) -> str:
+        return f"J{self.threshold:.2f}/C{self.containment:.2f}/F{self.floor:.2f}"
+
+
+def config(rule: Rule) -> DedupConfig:
+    # production settings but the rule and permutations explored; a window and bound that keep everything
     base = DedupConfig.from_settings(Settings())
     return dataclasses.replace(
-        base, threshold=threshold, window_days=3650, max_entries=10_000_000, num_perm=NUM_PERM[0]
+        base,
+        threshold=rule.threshold,
+        containment_threshold=rule.containment,
+        containment_min_similarity=rule.floor,
+        window_days=3650,
+        max_entries=10_000_000,
+        num_perm=NUM_PERM[0],
     )
 
 
-def fresh(threshold: float) -> DedupState:
-    return DedupState(config(threshold), {}, {})
+def fresh(rule: Rule) -> DedupState:
+    return DedupState(config(rule), {}, {})
 
 
 # --- experiments -------------------------------------------------------------------------------------------
 
 
-def exact_duplicates(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+def exact_duplicates(rows: list[dict[str, Any]], threshold: Rule) -> dict[str, Any]:
     """All 2,225 BBC rows in file order; every labelled duplicate pair must end up in one cluster."""
     arts = bbc_articles(rows)
     idx = {r["id"]: i for i, r in enumerate(rows)}
@@ -300,10 +435,11 @@ def exact_duplicates(rows: list[dict[str, Any]], threshold: float) -> dict[str, 
 
 
 def derived_copies(
-    rows: list[dict[str, Any]], thresholds: Iterable[float], limit: int | None, seed: int = 7
-) -> tuple[dict[float, dict[str, Any]], dict[str, dict[str, Any]]]:
+    rows: list[dict[str, Any]], thresholds: Iterable[Rule], limit: int | None, seed: int = 7
+) -> tuple[dict[Rule, dict[str, Any]], dict[str, dict[str, Any]]]:
     distinct = [r for r in rows if not r.get("exact_duplicate_of")]
     originals = bbc_articles(distinct)
+    DONORS[:] = originals
     rng = random.Random(seed)
     sample = list(range(len(distinct))) if limit is None else sorted(rng.sample(range(len(distinct)), limit))
     copies: list[tuple[str, int, dict[str, Any]]] = []  # (edit, original index, copy)
@@ -323,7 +459,7 @@ def derived_copies(
     for edit, _, c in copies:
         per_edit_j.setdefault(edit, []).append(exact_j[id(c)])
 
-    results: dict[float, dict[str, Any]] = {}
+    results: dict[Rule, dict[str, Any]] = {}
     for t in thresholds:
         # (a) originals, then all copies shuffled into one stream: the realistic mix
         state = fresh(t)
@@ -378,6 +514,7 @@ def derived_copies(
         }
         # (b) each edit alone against the originals (index rebuilt from the saved mappings)
         per_edit: dict[str, float] = {}
+        per_kind: dict[str, list[int]] = {}  # kind -> [caught, copies]
         for edit in EDITS:
             st = DedupState(config(t), dict(base_articles), dict(base_content))
             st.rebuild()
@@ -387,14 +524,18 @@ def derived_copies(
                 out = dedup(c, state=st, now=NOW)
                 hit += isinstance(out, Duplicate) and out.record["duplicate_of"] == want[i]
             per_edit[edit] = hit / len(mine) if mine else float("nan")
+            pooled = per_kind.setdefault(KINDS.get(edit, "combined"), [0, 0])
+            pooled[0] += hit
+            pooled[1] += len(mine)
         mixed["per_edit_recall"] = per_edit
+        mixed["per_kind"] = per_kind
         results[t] = mixed
     summary = {e: {"n": len(js), "median_j": statistics.median(js), "min_j": min(js)} for e, js in per_edit_j.items()}
     return results, summary
 
 
-def semeval(pairs: list[dict[str, Any]], thresholds: Iterable[float]) -> dict[float, dict[str, Any]]:
-    out: dict[float, dict[str, Any]] = {}
+def semeval(pairs: list[dict[str, Any]], thresholds: Iterable[Rule]) -> dict[Rule, dict[str, Any]]:
+    out: dict[Rule, dict[str, Any]] = {}
     for t in thresholds:
         counts: Counter[str] = Counter()
         for n, p in enumerate(pairs):
@@ -403,6 +544,10 @@ def semeval(pairs: list[dict[str, Any]], thresholds: Iterable[float]) -> dict[fl
             if group is None:
                 continue
             en = p["lang1"] == p["lang2"] == "en"
+            refused = [refused_by_normalize(p[k], n) for k in ("text1", "text2")]
+            if any(refused):  # never a canonical: normalize refuses the page (cookie walls, bot checks)
+                counts[group + "_refused_by_normalize"] += 1
+                continue
             state = fresh(t)
             a = make_article(f"https://a.example/{n}", "", p["text1"], T0, "a")
             b = make_article(f"https://b.example/{n}", "", p["text2"], T0 + timedelta(hours=1), "b")
@@ -415,6 +560,14 @@ def semeval(pairs: list[dict[str, Any]], thresholds: Iterable[float]) -> dict[fl
                 counts[key + "_flagged"] += flagged
         out[t] = counts
     return out
+
+
+def refused_by_normalize(text: str, n: int) -> str | None:
+    """The reason the real normalize stage refuses `text` as an article body, or None."""
+    raw = {"url": f"https://semeval.example/{n}", "body": text, "body_format": "text", "source": {"name": "semeval"}}
+    origin = {"topic": "articles.raw", "partition": 0, "offset": n, "timestamp_ms": 0}
+    out = normalize(dumps(raw), origin=origin, now=NOW, config=NormalizeConfig.from_settings(Settings()))
+    return out.reason if isinstance(out, Rejected) else None
 
 
 def semeval_jaccard(pairs: list[dict[str, Any]]) -> dict[str, float]:
@@ -438,17 +591,31 @@ LEGEND = """
   orig J>=0.9 / 0.5-0.9: distinct BBC rows flagged, not counted as fp (unlabelled duplicates of the
        corpus / borderline: updated reports, shared quotes; listed in 1.)
 
-  threshold  bands  precision  recall    tp    sib   rel  fp (orig/copy)  fn    orig J>=0.9/0.5-0.9"""
+  rule                 bands  precision  recall    tp    sib   rel  fp (orig/copy)  fn    orig J>=0.9/0.5-0.9"""
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS))
+    defaults = Settings()
+    ap.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS), help="Jaccard thresholds")
+    ap.add_argument(
+        "--containment",
+        default=str(defaults.dedup_containment_threshold),
+        help="containment thresholds, comma-separated (1.0 with --floors 1.0 turns containment off)",
+    )
+    ap.add_argument(
+        "--floors", default=str(defaults.dedup_containment_min_similarity), help="Jaccard floors for containment"
+    )
     ap.add_argument("--limit", type=int, default=None, help="derive copies from N BBC articles (default all)")
     ap.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
     args = ap.parse_args(argv)
     NUM_PERM[0] = args.num_perm
-    thresholds = [float(x) for x in args.thresholds.split(",")]
+    thresholds = [
+        Rule(float(t), float(c), float(f))
+        for t in args.thresholds.split(",")
+        for c in args.containment.split(",")
+        for f in args.floors.split(",")
+    ]
     if not BBC.exists() or not SEMEVAL.exists():
         print(
             f"error: {DATA} is missing: this evaluation needs ../shared/data beside the checkout "
@@ -466,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         r = exact_duplicates(rows, t)
         c = classify(r["others"])
         print(
-            f"  threshold {t:.2f}: caught {r['caught']}/{r['total']} {dict(r['kinds'])}; other rows flagged: "
+            f"  {t}: caught {r['caught']}/{r['total']} {dict(r['kinds'])}; other rows flagged: "
             f"{len(r['others'])} = {c['unlabelled_dup']} unlabelled duplicates (exact J >= 0.9) + "
             f"{c['borderline']} borderline (0.5-0.9) + {c['false_positive']} false positives (J < 0.5)"
         )
@@ -491,15 +658,26 @@ def main(argv: list[str] | None = None) -> int:
     for t, r in res.items():
         a = r["among_originals"]
         print(
-            f"  {t:9.2f}  {r['bands']:5d}  {r['precision']:9.4f}  {r['recall']:.4f}  {r['tp']:5d}  "
+            f"  {t!s:19s}  {r['bands']:5d}  {r['precision']:9.4f}  {r['recall']:.4f}  {r['tp']:5d}  "
             f"{r['sibling']:4d}  {r['related']:4d}  {r['fp']:3d} ({r['fp_originals']}/{r['wrong_cluster']})  "
             f"{r['fn']:6d}  {a['unlabelled_dup']:8d}/{a['borderline']:<8d}"
         )
     print("  match kinds of tp: " + "; ".join(f"{t}: {dict(r['kinds'])}" for t, r in res.items()))
     print("\n  recall per edit, each edit alone against the originals:")
-    print("    " + " " * 36 + "".join(f"{t:>7.2f}" for t in res))
+    print(
+        "    " + " " * 40 + "".join(f"{i + 1:>7d}" for i in range(len(res))) + "   (columns: the rules above, in order)"
+    )
     for e in EDITS:
-        print(f"    {e:36s}" + "".join(f"{res[t]['per_edit_recall'][e]:7.3f}" for t in res))
+        print(f"    {e:40s}" + "".join(f"{res[t]['per_edit_recall'][e]:7.3f}" for t in res))
+    print("\n  recall by edit kind (pooled over the edits of that kind, each alone against the originals):")
+    for kind in ("exact", "wrapped", "reordered", "cut", "extended", "combined"):
+        cells = "".join(
+            f"{res[t]['per_kind'][kind][0] / max(res[t]['per_kind'][kind][1], 1):7.3f}"
+            for t in res
+            if kind in res[t]["per_kind"]
+        )
+        n = next(iter(res.values()))["per_kind"].get(kind, [0, 0])[1]
+        print(f"    {kind:12s} n={n:6d} {' ' * 20}{cells}")
 
     print("\n== 3. SemEval-2022 Task 8 pairs (fresh index per pair; text2 checked against text1)")
     sj = semeval_jaccard(pairs)
@@ -509,10 +687,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for t, c in semeval(pairs, thresholds).items():
         print(
-            f"  threshold {t:.2f}: rated 4 flagged {c['unrelated_4_flagged']}/{c['unrelated_4_pairs']} "
+            f"  {t}: rated 4 flagged {c['unrelated_4_flagged']}/{c['unrelated_4_pairs']} "
             f"(en-en {c['unrelated_4_en_flagged']}/{c['unrelated_4_en_pairs']}); "
             f"rated 1 sharing a cluster {c['same_story_1_flagged']}/{c['same_story_1_pairs']} "
-            f"(en-en {c['same_story_1_en_flagged']}/{c['same_story_1_en_pairs']})"
+            f"(en-en {c['same_story_1_en_flagged']}/{c['same_story_1_en_pairs']}); refused by normalize: "
+            f"{c['unrelated_4_refused_by_normalize']} rated-4, {c['same_story_1_refused_by_normalize']} rated-1 pairs"
         )
         for key in sorted(k for k in c if k.startswith("flagged:")):
             print("      " + key[len("flagged:") :])

@@ -46,13 +46,17 @@ class Settings:
     # dedup
     dedup_threshold: float = 0.6  # estimated Jaccard of word shingles at or above which a copy is near (BENCHMARKS.md)
     dedup_window_days: float = 30.0  # articles ingested longer ago than this leave the index
-    dedup_max_entries: int = 500_000  # hard bound on the index (~2.5 KB RAM each); oldest leave first
-    dedup_num_perm: int = 64  # 64 permutations keep 16 LSH bands at threshold 0.6
+    dedup_max_entries: int = 3_000_000  # hard bound on the index: 30 days at 100k/day, ~270 B RAM each; oldest first
+    dedup_num_perm: int = 64  # MinHash values per signature (16 LSH bands of 2 rows use 32 of them)
     dedup_shingle_size: int = 3
     dedup_reorder_seconds: float = 2.0  # hold before deciding, so copies arriving this close go in event-time order
     source_priority: str = ""  # comma-separated source ids/names, first wins ties on event time
-    dedup_lsh_bands: int = 0  # LSH bands of the dedup index; 0 chooses them from the threshold and permutations
-    dedup_max_candidates: int = 256  # LSH candidates dedup verifies per article at most (bounds latency on floods)
+    # dedup: containment and the compact index (issue 12; thresholds chosen in BENCHMARKS.md)
+    dedup_containment_threshold: float = 0.7  # ... or this share of one text's shingles found in the other
+    dedup_containment_min_similarity: float = 0.35  # ... with at least this Jaccard (a blurb is no copy of a long one)
+    dedup_lsh_bands: int = 16  # LSH tables of the dedup index (about 11 bytes of RAM per article each)
+    dedup_lsh_rows: int = 2  # values per band: 2 makes pairs with Jaccard 0.35 candidates 88% of the time, 0.5: 99%
+    dedup_max_candidates: int = 256  # LSH candidates dedup screens per article at most (bounds latency on floods)
     # kafka security: how every client (worker, tools, admin) authenticates to and encrypts towards the cluster.
     # Secrets are marked: `streams config` and repr() show *** for them, and nothing logs them.
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL

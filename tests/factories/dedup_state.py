@@ -1,5 +1,5 @@
 """Factories for dedup's state, shared by the unit tests and bench/bench_dedup.py: JSON tables, synthetic
-entries, and the memory an index takes (RSS, since rensa's memory is Rust's and tracemalloc cannot see it)."""
+entries, and the memory a process takes (RSS: what the machine gives, whoever allocated it)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def prefill(
             "event_ms": at,
             "seen_ms": at,
             "source": f"site{i % 997}",
-            "signature": base64.b64encode(rng.randbytes(4 * num_perm)).decode("ascii"),
+            "minhash": base64.b64encode(rng.randbytes(4 * num_perm)).decode("ascii"),
+            "shingles": 200 + i % 400,
         }
         content[rev] = aid
 

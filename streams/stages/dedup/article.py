@@ -33,9 +33,12 @@ def first_time_ms(article: dict[str, Any], fields: tuple[str, ...], now_ms: int)
         value = article.get(field)
         if isinstance(value, str) and value:
             try:
-                return ms(parse_rfc3339(value))
-            except (ValueError, OverflowError):
-                continue
+                return int(datetime.fromisoformat(value).timestamp() * 1000)  # RFC 3339, "Z" included (3.11)
+            except (ValueError, OverflowError, OSError):
+                try:
+                    return ms(parse_rfc3339(value))
+                except (ValueError, OverflowError, OSError):
+                    continue
     return now_ms
 
 

@@ -11,15 +11,20 @@ is caught whichever input partition it arrived on):
    dropped as a copy, its new text is checked again against the *other* articles: still a copy → Duplicate,
    otherwise Unique as a first publication, ``is_update: false``, in a cluster of its own.)
 3. another URL, identical normalised text (same ``revision``) → Duplicate ``same_content`` (syndication);
-4. another URL, Jaccard similarity of word 3-shingles of title + text at or above ``threshold``, estimated
-   by MinHash and found by LSH → Duplicate ``near``, similarity = the estimate (4 decimals);
+4. another URL, and word 3-shingles of title + text that resemble an indexed article's (estimated Jaccard
+   similarity J at or above ``threshold``) or are mostly contained in it, or contain it (estimated containment
+   at or above ``containment_threshold`` with J at least ``containment_min_similarity``: a copy cut for
+   length, or extended with other text) → Duplicate ``near``, with the estimated ``similarity`` and
+   ``containment`` (4 decimals). Containment comes from J and the two shingle-set sizes:
+   |A ∩ B| = J (|A| + |B|) / (1 + J). Candidates are found by LSH and screened in memory (`index`);
 5. otherwise first seen → Unique, ``dedup = {cluster_id: article_id, revision_number: 1,
    previous_revision: null, is_update: false}``.
 
 Example (threshold 0.6): A = "https://a.example/x" with text T at 10:00 is Unique (cluster A). B at
 "https://b.example/y" with text T is Duplicate(same_content, duplicate_of=A). C at "https://c.example/z" with
 a new headline and an agency dateline on T (J ≈ 0.9) is Duplicate(near, similarity≈0.9, duplicate_of=A,
-cluster_id=A).
+cluster_id=A). D with T's first half only (J ≈ 0.5, containment ≈ 1.0 with containment threshold 0.7) is
+Duplicate(near, similarity≈0.5, containment≈1.0, duplicate_of=A).
 A again with T is Duplicate(same_url, duplicate_of=A); A with T' (a correction) is Unique(revision_number=2).
 
 Canonical and clusters. A cluster is named by its canonical's article_id (``cluster_id`` == the canonical's
@@ -52,16 +57,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import rensa
-
 from streams import schemas
 from streams.codec import rfc3339
 from streams.outcomes import Duplicate, Rejected, Unique
 from streams.stages.dedup import article as fields
 from streams.stages.dedup.config import DedupConfig
-from streams.stages.dedup.index import DedupState, index_bytes
+from streams.stages.dedup.index import DedupState
 from streams.stages.dedup.reorder import ReorderHold, is_tick, sequence_key
-from streams.stages.dedup.shingles import encode_signature
+from streams.stages.dedup.shingles import Signature
+from streams.stages.dedup.snapshot import Snapshot
 
 __all__ = [
     "MATCHES",
@@ -72,7 +76,6 @@ __all__ = [
     "Deduplicator",
     "dedup",
     "expire",
-    "index_bytes",
 ]
 
 VERSION = "1"  # recorded under article["pipeline"]["dedup"]
@@ -99,17 +102,17 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
     state.observe(seen_ms, now_ms)
 
     entry = state.articles.get(article_id)
-    if isinstance(entry, dict):
+    if entry is not None and isinstance(entry, dict):
         if article_id not in state:
             state.adopt(article_id, entry)
         if revision == entry.get("revision") or revision in entry.get("previous_revisions", ()):
             number = int(entry.get("revision_number", 1))
             cluster = str(entry.get("cluster_id", article_id))
-            return _duplicate(article, state, now, "same_url", 1.0, cluster, number, None)
+            return _duplicate(article, state, now, ("same_url", 1.0, 1.0), cluster, number, None)
         return _new_revision(article, state, now, entry, article_id, revision, title, text)
 
-    mh = state.hasher.minhash(title, text)
-    cluster_id, match, sim = _find_copy(state, revision, article_id, mh, exclude=None)
+    sig = state.hasher.signature(title, text)
+    cluster_id, found, canon = _find_copy(state, revision, article_id, sig, exclude=None)
     state.articles[article_id] = {
         "canonical_url": str(article.get("canonical_url", "")),
         "revision": revision,
@@ -119,14 +122,19 @@ def dedup(article: dict[str, Any], *, state: DedupState, now: datetime) -> Uniqu
         "event_ms": fields.event_ms(article, now_ms),
         "seen_ms": seen_ms,
         "source": fields.source_key(article),
-        "signature": encode_signature(mh.digest()) if mh is not None else "",
+        **_stored(sig),
     }
-    state.add(article_id, seen_ms, mh)
-    if revision not in state.content:
+    state.add(article_id, seen_ms, sig)
+    if found[0] != "same_content" and revision not in state.content:
         state.content[revision] = article_id
     if cluster_id is None:
         return Unique(_with_dedup(article, article_id, 1, None, False))
-    return _duplicate(article, state, now, match, sim, cluster_id, 1, None)
+    return _duplicate(article, state, now, found, cluster_id, 1, None, canon)
+
+
+def _stored(sig: Signature | None) -> dict[str, Any]:
+    """The signature's fields of an entry: values (base64) and distinct shingles; empty without words."""
+    return {"minhash": sig.encode(), "shingles": sig.shingles} if sig is not None else {"minhash": "", "shingles": 0}
 
 
 def expire(state: DedupState, *, watermark_ms: int | None = None) -> list[str]:
@@ -144,7 +152,7 @@ def _new_revision(
     title: str,
     text: str,
 ) -> Unique | Duplicate:
-    mh = state.hasher.minhash(title, text)
+    sig = state.hasher.signature(title, text)
     old_revision = str(entry.get("revision"))
     number = int(entry.get("revision_number", 1)) + 1
     kept = [*entry.get("previous_revisions", ()), old_revision]
@@ -153,52 +161,64 @@ def _new_revision(
             del state.content[dropped]
     cluster_id = str(entry.get("cluster_id", article_id))
     was_published = cluster_id == article_id
-    match, sim, copy_of = "near", 0.0, None
+    found: tuple[str, float, float] = ("near", 0.0, 0.0)
+    copy_of = None
     if not was_published:
         # This URL was dropped as a copy; its new text may have become original.
-        copy_of, match, sim = _find_copy(state, revision, article_id, mh, exclude=article_id)
+        copy_of, found, _ = _find_copy(state, revision, article_id, sig, exclude=article_id)
         cluster_id = copy_of or article_id
-    state.articles[article_id] = {
+    updated = {
         **entry,
         "revision": revision,
         "revision_number": number,
         "previous_revisions": kept[-MAX_KEPT_REVISIONS:],
         "cluster_id": cluster_id,
-        "signature": encode_signature(mh.digest()) if mh is not None else "",
+        **_stored(sig),
     }
-    state.replace_signature(article_id, mh)
+    updated.pop("signature", None)  # a scheme-1 (rensa) signature is not carried over
+    state.articles[article_id] = updated
+    state.replace_signature(article_id, sig)
     if revision not in state.content:
         state.content[revision] = article_id
     if copy_of is not None:
-        return _duplicate(article, state, now, match, sim, copy_of, number, old_revision)
+        return _duplicate(article, state, now, found, copy_of, number, old_revision)
     return Unique(_with_dedup(article, cluster_id, number, old_revision, was_published))
 
 
 def _find_copy(
-    state: DedupState, revision: str, article_id: str, mh: rensa.RMinHash | None, exclude: str | None
-) -> tuple[str | None, str, float]:
-    """(cluster_id, match kind, similarity) of the cluster this text copies, or (None, "", 0.0)."""
+    state: DedupState, revision: str, article_id: str, sig: Signature | None, exclude: str | None
+) -> tuple[str | None, tuple[str, float, float], Any]:
+    """(cluster_id, (match kind, similarity, containment), the canonical's entry if read) of the cluster this
+    text copies, or (None, ("", 0, 0), None)."""
+    none = ("", 0.0, 0.0)
     other = state.content.get(revision)
     if other is not None and other != article_id:
         other_entry = state.articles.get(other)
         if isinstance(other_entry, dict):
-            return str(other_entry.get("cluster_id", other)), "same_content", 1.0
-    if mh is None:
-        return None, "", 0.0
-    best: dict[str, float] = {}  # cluster_id -> best similarity of a member
-    for _, entry, sim in state.candidates(mh, exclude=exclude):
-        cluster = str(entry["cluster_id"])
-        if sim > best.get(cluster, -1.0):
-            best[cluster] = sim
+            cluster = str(other_entry.get("cluster_id", other))
+            return cluster, ("same_content", 1.0, 1.0), other_entry if cluster == other else None
+    if sig is None:
+        return None, none, None
+    best: dict[str, tuple[float, float]] = {}  # cluster_id -> (best similarity, best containment) of a member
+    canons: dict[str, Any] = {}  # cluster_id -> the canonical's entry (None: evicted)
+    for m in state.candidates(sig, exclude=exclude):
+        cluster = str(m.entry.get("cluster_id", m.article_id))
+        sim, contained = best.get(cluster, (-1.0, -1.0))
+        best[cluster] = (max(sim, m.similarity), max(contained, m.containment))
+        if cluster == m.article_id:
+            canons[cluster] = m.entry
     if not best:
-        return None, "", 0.0
-    chosen = min(best, key=lambda c: (*_canonical_order(state, c), -best[c], c))
-    return chosen, "near", round(best[chosen], 4)
+        return None, none, None
+    for cluster in best:
+        if cluster not in canons:
+            canons[cluster] = state.articles.get(cluster)
+    chosen = min(best, key=lambda c: (*_canonical_order(state, canons[c]), -best[c][0], -best[c][1], c))
+    sim, contained = best[chosen]
+    return chosen, ("near", round(sim, 4), round(contained, 4)), canons[chosen]
 
 
-def _canonical_order(state: DedupState, cluster_id: str) -> tuple[int, int]:
-    """(event time, source rank) of a cluster's canonical; an evicted canonical sorts last."""
-    canon = state.articles.get(cluster_id)
+def _canonical_order(state: DedupState, canon: Any) -> tuple[int, int]:
+    """(event time, source rank) of a cluster's canonical entry; an evicted canonical sorts last."""
     if not isinstance(canon, dict):
         return (2**62, len(state.config.source_priority))
     return (int(canon.get("event_ms", 0)), state.rank(str(canon.get("source", ""))))
@@ -223,13 +243,15 @@ def _duplicate(
     article: dict[str, Any],
     state: DedupState,
     now: datetime,
-    match: str,
-    sim: float,
+    found: tuple[str, float, float],
     cluster_id: str,
     number: int,
     previous: str | None,
+    canon: Any = None,
 ) -> Duplicate:
-    canon = state.articles.get(cluster_id)
+    match, sim, contained = found
+    if canon is None:
+        canon = state.articles.get(cluster_id)
     canon_url = canon.get("canonical_url") if isinstance(canon, dict) else None
     record = {
         "schema": "duplicate.v1",
@@ -239,6 +261,7 @@ def _duplicate(
         "duplicate_of_url": canon_url,
         "match": match,
         "similarity": sim,
+        "containment": contained,
         "cluster_id": cluster_id,
         "revision": str(article.get("revision", "")),
         "detected_at": rfc3339(now),
@@ -295,15 +318,18 @@ class Deduplicator:
         self._errors = 0
         self._ignored = 0
 
-    def rebuild(self) -> int:
-        """Recreates the in-memory index and the hold from the three tables; returns the articles indexed."""
+    def rebuild(self, *, snapshot: Snapshot | None = None) -> int:
+        """Recreates the in-memory index and the hold from the three tables; returns the articles indexed.
+
+        With `snapshot` (whose entries `snapshot.load_tables` has written into the tables), the index is
+        built from its columns instead of reading every entry back: several times faster."""
         if self._state is not None:
             for cause, total in self._state.evictions.items():
                 self._evicted_before[cause] = self._evicted_before.get(cause, 0) + total
             self._truncated_before += self._state.truncated_queries
         self._state = self._hold = None
         state = DedupState(self.config, self._articles, self._content)
-        count = state.rebuild()
+        count = state.rebuild() if snapshot is None else state.rebuild_from_snapshot(snapshot)
         hold = ReorderHold(self.config.reorder_hold_ms, state.order_of)
         hold.rebuild(self._held.items())
         self._state, self._hold = state, hold
