@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import orjson
 import pytest
@@ -152,6 +153,12 @@ def test_a_clean_stop_keeps_the_local_tables(topics, worker_factory):
     assert "local_state_discarded" not in second.tail(400), second.tail()
 
 
+async def send_paced(settings, items, *, per_second: int, chunk: int = 50) -> None:
+    for start in range(0, len(items), chunk):
+        await send_all(settings, "articles.raw", items[start : start + chunk])
+        await asyncio.sleep(chunk / per_second)
+
+
 @pytest.mark.parametrize("hold", ["0", "2"], ids=["decide-on-arrival", "reorder-hold"])
 def test_kill_mid_stream_with_the_same_state_dir_publishes_every_article_once(topics, worker_factory, hold):
     """kill -9 while dedup is deciding: the table writes of the open (aborted) transaction must not survive
@@ -161,11 +168,15 @@ def test_kill_mid_stream_with_the_same_state_dir_publishes_every_article_once(to
     stories = [story(10_000 + i, paragraphs=3) for i in range(n)]
     sends = [(None, raw(f"https://mid.example/{i}", t, x)) for i, (t, x) in enumerate(stories)]
     first = worker_factory(s, STREAMS_DEDUP_REORDER_SECONDS=hold)
-    asyncio.run(send_all(s, "articles.raw", sends))
     first.wait_ready()
+    # Articles stream in (about 100 a second) rather than wait as one backlog: the kill then lands while
+    # decisions are in flight however fast the worker drains a backlog.
+    streaming = threading.Thread(target=lambda: asyncio.run(send_paced(s, sends, per_second=100)), daemon=True)
+    streaming.start()
     before = asyncio.run(read_committed(s, "articles.unique", expect=200, timeout=120, settle=0))
     first.kill()  # mid-stream: decisions in flight, their transaction never commits
     second = worker_factory(s, STREAMS_DEDUP_REORDER_SECONDS=hold)  # same data dir
+    streaming.join(timeout=120)
     uniq = values(asyncio.run(read_committed(s, "articles.unique", expect=n, timeout=240, settle=3)))
     dups = values(asyncio.run(read_committed(s, "articles.duplicates", expect=0, timeout=3, settle=3)))
     ids = [u["article_id"] for u in uniq]
