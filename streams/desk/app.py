@@ -34,7 +34,7 @@ from aiohttp import web
 from streams import takedowns
 from streams.desk import export, forms, security
 from streams.settings import Settings
-from streams.stages.takedown.requests import SCOPES, FieldError, lift_request, request_from_body
+from streams.stages.takedown.requests import SCOPES, FieldError, lift_request, parse_time, request_from_body
 
 log = logging.getLogger("streams.desk")
 PAGE_SIZE = 25  # takedowns per page of the list
@@ -57,6 +57,13 @@ def _href(url: Any) -> str | None:
     return url if scheme in ("http", "https") else None
 
 
+def _when(text: Any) -> str:
+    """An RFC 3339 time as people read it, to the second: 2025-08-13 10:00:01 UTC (the exact value stays in the
+    CSV export and in the <time> element's datetime)."""
+    at = parse_time(text)
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at is not None else str(text or "")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("streams.desk", "templates"),
@@ -66,6 +73,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["href"] = _href
+    env.filters["when"] = _when
     env.globals["scopes"] = SCOPES
     env.globals["statuses"] = STATUSES
     return env
@@ -192,7 +200,11 @@ class Desk:
 
     def _signin_form(self, request: web.Request, status: int = 200, error: str = "") -> web.Response:
         secure = request[SECURE]
-        token = security.new_secret()
+        # One token per browser while it signs in: the browser's own favicon request also lands here, and a new
+        # token then would replace the cookie under the form already shown.
+        token = request.cookies.get(security.signin_cookie_name(secure)) or ""
+        if len(token) < 40:
+            token = security.new_secret()
         response = self.render(request, "signin.html", status=status, signin_csrf=token, error=error)
         security.set_cookie(response, security.signin_cookie_name(secure), token, secure=secure, max_age=3600)
         return response

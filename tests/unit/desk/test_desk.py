@@ -136,6 +136,19 @@ async def test_sign_in_without_the_form_s_csrf_token_is_refused():
         await client.close()
 
 
+async def test_a_second_request_before_sign_in_keeps_the_form_s_csrf_token():
+    # Browsers ask for /favicon.ico beside the page; it is redirected to /signin, which must not replace the
+    # cookie under the form already shown.
+    client = await client_for(desk())
+    try:
+        csrf = csrf_of(await (await client.get("/signin")).text())
+        await client.get("/favicon.ico")
+        response = await client.post("/signin", data={"token": TOKEN, "csrf": csrf}, allow_redirects=False)
+        assert response.status == 303
+    finally:
+        await client.close()
+
+
 async def test_sign_out_ends_the_session():
     client = await signed_in(desk())
     try:
