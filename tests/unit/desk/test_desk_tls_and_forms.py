@@ -89,3 +89,15 @@ def test_an_error_finds_its_field_by_pointer_and_the_rest_go_above_the_form():
         "": ["not an object", "say why"],
     }
     assert errors_by_field(errors, LIFT_POINTERS)["lift_reason"] == ["say why"]
+
+
+def test_every_template_and_stylesheet_ships_as_package_data():
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["streams"]
+    desk = root / "streams" / "desk"
+    files = [p.relative_to(root / "streams").as_posix() for p in desk.rglob("*") if p.is_file() and p.suffix != ".py"]
+    files = [f for f in files if "__pycache__" not in f]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
