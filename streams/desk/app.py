@@ -109,14 +109,15 @@ class Desk:
         self, request: web.Request, name: str, status: int = 200, session: security.Session | None = None, **ctx: Any
     ) -> web.Response:
         session = session if session is not None else request.get(SESSION)
-        text = self.templates.get_template(name).render(
-            session=session,
-            csrf=session.csrf if session is not None else "",
-            flashes=session.pop_flashes() if session is not None else [],
-            caught_up=self.follower.caught_up.is_set(),
-            path=request.path,
+        context = {
+            "session": session,
+            "csrf": session.csrf if session is not None else "",
+            "flashes": session.pop_flashes() if session is not None else [],
+            "caught_up": self.follower.caught_up.is_set(),
+            "path": request.path,  # which navigation link is the current page (a handler may say otherwise)
             **ctx,
-        )
+        }
+        text = self.templates.get_template(name).render(**context)
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
     # -- app ----------------------------------------------------------------------------------------------------
@@ -279,13 +280,14 @@ class Desk:
         form = {k: str(v) for k, v in request[FORM].items() if k != security.CSRF_FIELD}
         record = request_from_body(forms.request_body(form), now=self.clock())
         if isinstance(record, list):
-            return self.render(request, "new.html", status=400, form=form, errors=forms.errors_by_field(record))
+            errors = forms.errors_by_field(record)
+            return self.render(request, "new.html", status=400, path="/takedowns/new", form=form, errors=errors)
         try:
             await self.submit(self.settings, record)
         except Exception as exc:  # the broker is away: say so, file nothing, keep what was typed
             log.warning("desk_submit_failed", extra={"event": "desk_submit_failed", "error": str(exc)})
             errors = {"": [f"The takedown could not be sent to Kafka ({type(exc).__name__}); nothing was filed."]}
-            return self.render(request, "new.html", status=503, form=form, errors=errors)
+            return self.render(request, "new.html", status=503, path="/takedowns/new", form=form, errors=errors)
         self.view.remember_submitted(record)
         tid = str(record["takedown_id"])
         log.info("desk_takedown_filed", extra={"event": "desk_takedown_filed", "takedown_id": tid})

@@ -23,14 +23,16 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 import pytest
 
+from streams import takedowns
 from streams.settings import Settings
-from tests.factories.takedowns import enriched
+from tests.factories.takedowns import enriched, request
 from tests.integration.conftest import read_committed, send_all, settings_env, values
 
 pytestmark = pytest.mark.browser
@@ -171,6 +173,10 @@ def put_articles(s: Settings, articles: list[dict[str, Any]]) -> None:
     kafka(send_all(s, "articles.enriched", [(a["article_id"].encode(), orjson.dumps(a)) for a in articles]))
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -297,11 +303,27 @@ def test_the_desk_files_a_takedown_shows_the_retraction_lifts_it_and_shows_the_r
     published = values(kafka(read_committed(s, "articles.published", expect=3, timeout=60, settle=0)))
     assert published[-1]["article_id"] == art["article_id"] and published[-1]["takedown"]["reinstated"] is True
 
-    # the list: filters, newest first
+    # the list: filters, newest first (three more takedowns, filed as `streams takedown add` files them)
     page.goto(base + "/takedowns?status=lifted")
     assert page.locator(f"table.takedowns a[href='/takedowns/{tid}']").count() == 1
     page.goto(base + "/takedowns?status=active")
     assert page.locator("table.takedowns").count() == 0
+    more = [
+        request("domain", "pirate-mirror.example", now=now(), by="rights@wirepress.example", tid="TD-2026-0107",
+                reason="Mirrors our wire copy without a licence"),
+        request("source", "Coastal Courier", now=now(), by="legal@coastal-courier.example",
+                ground="terms", terms_clause="Partner terms 7.1", reason="Partner feed withdrawn"),
+        request("url", "https://www.harbour-news.com/news/2", now=now(), by="privacy@harbour-news.example",
+                expires_in=timedelta(seconds=2), reason="Personal data, pending review"),
+    ]  # fmt: skip
+    for record in more:
+        kafka(takedowns.submit(s, record))
+    page.goto(base + "/takedowns")
+    reload_until(page, lambda: page.locator("table.takedowns .status-expired").count() == 1, "the expiry")
+    rows = page.locator("table.takedowns tbody tr td.id").all_inner_texts()
+    assert rows[-1] == tid and len(rows) == 4, rows  # newest first
+    page.goto(base + "/takedowns?scope=domain&requester=WIREPRESS")
+    assert page.locator("table.takedowns tbody td.id").all_inner_texts() == ["TD-2026-0107"]
     page.goto(base + "/takedowns")
     shot(page, "list.png")
 
