@@ -282,6 +282,14 @@ class Desk:
         if isinstance(record, list):
             errors = forms.errors_by_field(record)
             return self.render(request, "new.html", status=400, path="/takedowns/new", form=form, errors=errors)
+        taken = self.view.records.get(str(record["takedown_id"]))
+        if taken is not None and (taken.get("scope"), taken.get("value")) != (record["scope"], record["value"]):
+            # The registry would refuse it (a takedown's scope and value never change): say so here, beside the id.
+            message = (
+                f"{record['takedown_id']} is already the id of a takedown of {taken.get('scope')} {taken.get('value')}."
+            )
+            errors = {"takedown_id": [message]}
+            return self.render(request, "new.html", status=400, path="/takedowns/new", form=form, errors=errors)
         try:
             await self.submit(self.settings, record)
         except Exception as exc:  # the broker is away: say so, file nothing, keep what was typed

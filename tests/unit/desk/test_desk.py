@@ -324,6 +324,20 @@ async def test_a_bad_field_is_refused_with_its_error_beside_it(changes, field, m
         await client.close()
 
 
+async def test_an_id_already_used_by_another_takedown_is_refused_beside_the_id():
+    view, _, _ = story_view()
+    sent = Sent()
+    client = await signed_in(desk(view, sent))
+    try:
+        csrf = csrf_of(await (await client.get("/takedowns/new")).text())
+        response = await client.post("/takedowns", data={**FORM, "takedown_id": "TD-1", "csrf": csrf})
+        html = await response.text()
+        assert response.status == 400 and sent.records == []
+        assert 'id="takedown_id-error"' in html and "already the id of a takedown of domain rights-news.com" in html
+    finally:
+        await client.close()
+
+
 async def test_a_broker_that_cannot_be_reached_files_nothing_and_says_so():
     sent = Sent(fail=ConnectionError("no broker"))
     client = await signed_in(desk(sent=sent))
