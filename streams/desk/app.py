@@ -97,6 +97,7 @@ class Desk:
         self.clock = clock
         self.signin_delay = signin_delay
         self.sessions = security.Sessions(settings.desk_session_hours * 3600.0)
+        self._refusals = asyncio.Lock()
         self.templates = _environment()
 
     @property
@@ -219,7 +220,8 @@ class Desk:
             return self._signin_form(request, 403, "The sign-in form expired or came from another site: try again.")
         if not security.same_secret(str(form.get("token") or ""), security.sign_in_token(self.settings)):
             log.warning("desk_signin_refused", extra={"event": "desk_signin_refused", "remote": request.remote})
-            await asyncio.sleep(self.signin_delay)
+            async with self._refusals:  # one refusal at a time: parallel guesses wait in line, not side by side
+                await asyncio.sleep(self.signin_delay)
             return self._signin_form(request, 401, "That is not the desk token. Check it and try again.")
         self.sessions.drop(request.cookies.get(security.session_cookie_name(secure)))
         cookie, _session = self.sessions.create()  # a new id at sign-in: an id planted before it is worthless

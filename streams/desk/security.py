@@ -2,7 +2,8 @@
 
 Sign-in posts the desk token (STREAMS_DESK_TOKEN, else STREAMS_TAKEDOWN_TOKEN) from a password field. The
 token is compared as SHA-256 digests with `hmac.compare_digest`, so neither its content nor its length shows
-in the time an answer takes; a wrong one is answered after a delay. A good one opens a server-side session:
+in the time an answer takes; a wrong one is answered after a delay, one refusal at a time, so guesses sent in
+parallel still cost a second each. A good one opens a server-side session:
 the browser holds only a random id in a cookie that is HttpOnly (no script reads it), SameSite=Strict (no
 other site's page sends it) and Secure when the desk is served over TLS (its own certificate, or
 STREAMS_DESK_COOKIE_SECURE behind a TLS proxy). The server keeps the SHA-256 of that id, so a lookup's time

@@ -3,6 +3,7 @@ request builders, the list's filters and pages, the look-up and the CSV export."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -105,6 +106,21 @@ async def test_a_wrong_token_is_refused_with_a_clear_message_after_a_delay():
         assert "That is not the desk token" in await response.text()
         assert not any(c.key.endswith("desk_session") for c in client.session.cookie_jar)
         assert (await client.get("/takedowns", allow_redirects=False)).status == 303
+    finally:
+        await client.close()
+
+
+async def test_wrong_tokens_sent_in_parallel_wait_in_line_while_the_right_one_does_not():
+    d = desk()
+    d.signin_delay = 0.25
+    client = await client_for(d)
+    try:
+        started = time.monotonic()
+        refused = await asyncio.gather(*(sign_in(client, token=f"guess-{i}") for i in range(4)))
+        assert [r.status for r in refused] == [401] * 4
+        assert time.monotonic() - started >= 4 * 0.25
+        started = time.monotonic()
+        assert (await sign_in(client)).status == 303 and time.monotonic() - started < 0.25
     finally:
         await client.close()
 
