@@ -111,15 +111,15 @@ def parse_since(text: str, now: datetime) -> int:
 
 
 def _id64(text: Any) -> int:
-    """The first 64 bits of an article_id or revision (32 hex digits); any other string is hashed to 64 bits.
-    0 means none (a retraction without a revision matches any revision)."""
+    """An article_id or revision (32 hex digits) folded to 64 bits (its two halves xor-ed); any other string is
+    hashed to 64 bits. 0 means none (a retraction without a revision matches any revision)."""
     if not isinstance(text, str) or not text:
         return 0
-    try:
-        if len(text) >= 16:
-            return int(text[:16], 16) or 1
-    except ValueError:
-        pass
+    if len(text) == 32:
+        try:
+            return (int(text[:16], 16) ^ int(text[16:], 16)) or 1
+        except ValueError:
+            pass
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest(), "big") or 1
 
 
@@ -269,7 +269,7 @@ def _describe(kind: str, o: dict[str, Any]) -> str:
     where = f"{o.get('topic')}[{o.get('partition')}]@{o.get('offset')}"
     if kind == "published_twice":
         first, again = o["first"], o["again"]
-        aid = o.get("article_id") or f"{o['article_id_prefix']}…"
+        aid = o.get("article_id") or f"(hash {o['article_id_hash']})"
         rev = f" revision {o['revision']}" if o.get("revision") else ""
         return (
             f"article {aid}{rev}: {o['topic']}[{first['partition']}]@{first['offset']} and again "
@@ -705,7 +705,7 @@ class Ledger:
                 found.append(
                     {
                         "topic": topic,
-                        "article_id_prefix": f"{key[0]:016x}",
+                        "article_id_hash": f"{key[0]:016x}",
                         "first": {"partition": first >> _LOC_BITS, "offset": first & ((1 << _LOC_BITS) - 1)},
                         "again": {"partition": again >> _LOC_BITS, "offset": again & ((1 << _LOC_BITS) - 1)},
                     }
