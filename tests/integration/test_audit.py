@@ -174,3 +174,10 @@ def test_committed_offsets_tell_events_in_flight_from_lost_ones(topics):
     )
     rc, doc = audit_json(s)
     assert rc == 0 and doc["balanced"] and doc["summary"].startswith("balanced: 6 raw events"), doc
+
+    later = streams_audit(s, "--json", "--since", "2999-01-01")  # no raw event stamped after that
+    assert later.returncode == 0 and json.loads(later.stdout)["accounting"]["raw"] == 0
+    recent = streams_audit(s, "--json", "--since", "1h")
+    assert recent.returncode == 0 and json.loads(recent.stdout)["accounting"]["raw"] == 6
+    bad = streams_audit(s, "--since", "yesterday")
+    assert bad.returncode == 2 and "RFC 3339" in bad.stderr
