@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams import audit, topics
 from streams.codec import short_hash
 from streams.kafka.admin import create_topics
-from streams.kafka.audit import held_changelog, run
+from streams.kafka.audit import MAX_RECORDS, held_changelog, run
 from streams.kafka.client import aiokafka_kwargs
 from streams.settings import Settings
 
@@ -118,7 +118,8 @@ async def commit_raw(s: Settings) -> None:
 
 # -- the children ---------------------------------------------------------------------------------------------
 async def plain_read(s: Settings) -> int:
-    """Every record of the topics the audit reads, partition by partition, read_committed, nothing done."""
+    """Every record of the topics the audit reads, partition by partition, read_committed, with the audit's fetch
+    sizes and records per call, counted and nothing else."""
     consumer = AIOKafkaConsumer(
         **aiokafka_kwargs(s),
         group_id=None,
@@ -141,7 +142,7 @@ async def plain_read(s: Settings) -> int:
             consumer.assign([tp])
             consumer.seek(tp, starts[tp])
             while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=500)
+                batch = await consumer.getmany(tp, timeout_ms=500, max_records=MAX_RECORDS)
                 count += len(batch.get(tp, ()))
     finally:
         await consumer.stop()

@@ -42,6 +42,11 @@ class Progress(Protocol):
     def advance(self, topic: str, n: int) -> None: ...
 
 
+# Records taken from the fetcher per call: bounds the decoded records held at once (a fetch of 11 MiB of small
+# records decodes into ~10^5 record objects otherwise), at no measurable cost in speed.
+MAX_RECORDS = 5_000
+
+
 @dataclass(frozen=True)
 class _Read:
     logical: str  # the Ledger's topic name
@@ -199,7 +204,7 @@ async def _read(consumer: AIOKafkaConsumer, r: _Read, feed: Any, progress: Progr
     pos, last = r.start, time.monotonic()
     topic, end = r.logical, r.end
     while pos < end:
-        batch = await consumer.getmany(tp, timeout_ms=500)
+        batch = await consumer.getmany(tp, timeout_ms=500, max_records=MAX_RECORDS)
         for msg in batch.get(tp, ()):
             if msg.offset >= end:
                 break
