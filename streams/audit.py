@@ -283,7 +283,7 @@ def _describe(kind: str, o: dict[str, Any]) -> str:
         return f"{where}: {o['where']}"
     if kind == "outcome_without_raw":
         return f"{where}: {', '.join(o['kinds']) or 'retracted/reinstated'}"
-    return f"{where} (timestamp {_iso(o.get('timestamp_ms'))})"
+    return where
 
 
 def _coords(origin: Any) -> str:
