@@ -375,6 +375,69 @@ def takedown_show(takedown_id: str, as_json: bool) -> None:
         click.echo(f"  {e.get('at')}  {e.get('action'):<15} {what}" + (f"  (by {who})" if who else ""))
 
 
+# -- the audit --------------------------------------------------------------------------------------------------
+class _Bar:
+    """The audit's progress bar (tqdm, on stderr), only when stdout is a terminal and the output is text."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="rec", unit_scale=True, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+    def advance(self, topic: str, n: int) -> None:
+        if self.bar is not None:
+            self.bar.set_description(topic, refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
+@click.option(
+    "--since", default=None, help="Only raw events after T: RFC 3339 (2025-08-12T07:00:00Z), a date, or 2h / 7d ago."
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="Offenders listed of each kind (0: all).")
+def audit(as_json: bool, since: str | None, limit: int) -> None:
+    """Prove from the topics that every raw event ended exactly once: published, duplicate, rejected or taken down.
+
+    Exit 0 when it balances (events still in flight are reported, not counted against it), 1 on any imbalance:
+    a raw event unaccounted for or accounted more than once, or an article published twice without an update.
+    """
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from streams.audit import AuditError, parse_since
+    from streams.kafka.audit import run
+
+    since_ms = None
+    if since is not None:
+        try:
+            since_ms = parse_since(since, datetime.now(UTC))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    bar = _Bar() if sys.stdout.isatty() and not as_json else None
+    try:
+        report = asyncio.run(run(_settings(), since_ms=since_ms, limit=limit, progress=bar))
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict()).decode())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    sys.exit(0 if report.balanced else 1)
+
+
 @main.command()
 @click.option("--host", default=None, help="Bind address (default STREAMS_DESK_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default STREAMS_DESK_PORT).")
