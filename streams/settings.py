@@ -38,6 +38,7 @@ class Settings:
     data_dir: str = "var"  # Faust table state (RocksDB) lives here
     store: str = "rocksdb"  # rocksdb or memory
     table_standby_replicas: int = 1
+    bench_identity: bool = False  # benchmarks only: stages forward records unchanged (the plumbing, no stage work)
     log_level: str = "info"
     log_format: str = "json"  # json or text
     # normalize
