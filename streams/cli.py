@@ -456,6 +456,68 @@ def desk(host: str | None, port: int | None) -> None:
 
 
 @main.command()
+@click.option("--articles", type=click.IntRange(min=100), default=20_000, show_default=True, help="Raw events N.")
+@click.option("--html", is_flag=True, help="Bodies as the HTML pages a scraper fetches (default: plain text).")
+@click.option("--ner", type=click.Choice(["on", "off"]), default="on", show_default=True, help="enrich's NER.")
+@click.option("--workers", type=click.Choice(["1", "2"]), default="1", show_default=True, help="2: also (c), (d) x2.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
+@click.option("--quix", is_flag=True, help="Also (e), a Quix Streams passthrough (needs the bench extra).")
+@click.option("--corpus", type=click.Path(dir_okay=False), default=None, help="BBC corpus (default ../shared/data).")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for one variant's backlog (default N/5).")
+@click.option("--keep", is_flag=True, help="Keep the topics, logs and state of the run (for inspection).")
+@click.option(
+    "--only", default=None, help="Only these variants, comma-separated: passthrough,raw_stages,plumbing,pipeline,quix."
+)
+def bench(
+    articles: int, html: bool, ner: str, workers: str, as_json: bool, quix: bool, corpus: str | None,
+    timeout: float | None, keep: bool, only: str | None,
+) -> None:  # fmt: skip
+    """Throughput, latency and stage costs of the pipeline beside a raw Kafka chain, measured in one run.
+
+    On fresh topics per variant (deleted afterwards), N raw events from the BBC corpus (copies and bad events
+    among them) go through: (a) a raw aiokafka exactly-once chain of the pipeline's hops, identity; (b) the same
+    chain running the stage functions; (c) `streams worker` with STREAMS_BENCH_IDENTITY=true; (d) the pipeline;
+    (e) with --quix, Quix Streams. Prints articles/s, c/a and d/b, latency at half of (d)'s rate, µs per stage,
+    the worker's peak RSS. Uses the configured broker, or starts the embedded one. Broker-heavy: run it alone.
+    """
+    from pathlib import Path
+
+    import orjson
+
+    from streams.bench.corpus import CorpusMissing
+    from streams.bench.report import VARIANTS, lines
+    from streams.bench.report import as_json as result_json
+    from streams.bench.run import BenchError, Options
+    from streams.bench.run import bench as run_bench
+
+    variants = tuple(v.strip() for v in only.split(",") if v.strip()) if only else tuple(VARIANTS)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise click.UsageError(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    quix = quix or "quix" in (only or "")
+    if quix:
+        try:
+            import quixstreams  # noqa: F401
+        except ImportError as exc:
+            raise click.UsageError("--quix needs the bench extra: pip install -e '.[bench]'") from exc
+    options = Options(
+        articles=articles, html=html, ner=ner == "on", workers=int(workers), quix=quix,
+        corpus=Path(corpus) if corpus else None, timeout=timeout, keep=keep, variants=variants,
+    )  # fmt: skip
+    try:
+        result = run_bench(options)
+    except (BenchError, CorpusMissing) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted: children stopped, topics deleted") from None
+    if as_json:
+        click.echo(orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode())
+    else:
+        for line in lines(result):
+            click.echo(line)
+
+
+@main.command()
 def config() -> None:
     """Every setting with its current value (from STREAMS_* variables or the default)."""
     for var, value in _settings().as_env_doc():
