@@ -11,7 +11,6 @@ footer or script leaking in). Needs ../shared/data/bbc_news_fulltext.jsonl (read
 from __future__ import annotations
 
 import argparse
-import html
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from streams.bench.corpus import html_page  # noqa: E402  (one page for every benchmark, streams bench too)
 from streams.outcomes import Normalized  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.stages.normalize import NormalizeConfig, normalize  # noqa: E402
@@ -47,46 +47,6 @@ def load_rows(n: int) -> list[dict[str, Any]]:
             if len(rows) >= n:
                 break
     return rows
-
-
-def html_page(row: dict[str, Any]) -> str:
-    """A page as a scraper fetches it: scripts, nav, ads, the article, related links, banner, footer.
-
-    The corpus keeps some characters as HTML references ("caf&#233;"); in the page they stay references.
-    """
-    title = html.escape(html.unescape(row["title"]))
-    paragraphs = "\n".join(f"<p>{html.escape(html.unescape(p))}</p>" for p in row["body"].split("\n\n") if p.strip())
-    return f"""<!DOCTYPE html>
-<html lang="en-GB"><head><meta charset="utf-8"><title>{title} - BBC News</title>
-<meta property="og:title" content="{title}"><link rel="stylesheet" href="/static/site.css">
-<script>window.dataLayer=[];
-function trackPageView(){{dataLayer.push({{event:"view"}});}}trackPageView();</script>
-<style>.ad{{display:block}} .cookie{{position:fixed}}</style></head>
-<body class="{row["category"]}">
-<a class="skip" href="#main">Skip to content</a>
-<header><nav class="site-nav"><ul><li><a href="/">Home</a></li><li><a href="/news">News</a></li>
-<li><a href="/sport">Sport</a></li><li><a href="/business">Business</a></li>
-<li><a href="/tech">Technology</a></li>
-</ul></nav></header>
-<div class="ad ad-leaderboard" id="ad-top">Advertisement<iframe src="https://ads.example/slot1"></iframe></div>
-<main id="main"><article>
-<h1>{title}</h1>
-<div class="byline">By BBC News staff</div>
-{paragraphs}
-<script>trackPageView("article-end")</script>
-</article>
-<aside class="related"><h2>Related stories</h2><ul><li><a href="/news/1">Markets rally on rate hopes</a></li>
-<li><a href="/news/2">Minister resigns over expenses</a></li>
-<li><a href="/news/3">Storm warning for the north</a></li></ul>
-</aside></main>
-<div class="newsletter"><h3>Newsletter</h3><form><input type="email"><button>Sign up</button></form></div>
-<div class="cookie-banner" id="cookies">
-<p>We use cookies to give you the best online experience. Accept all cookies?</p>
-<button onclick="acceptCookies()">Accept</button></div>
-<footer><p>Copyright 2025 BBC. All rights reserved.
-The BBC is not responsible for the content of external sites.</p>
-<ul><li><a href="/terms">Terms of Use</a></li><li><a href="/privacy">Privacy Policy</a></li></ul></footer>
-</body></html>"""
 
 
 def events(rows: list[dict[str, Any]], fmt: str) -> list[bytes]:

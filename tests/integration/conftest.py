@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import topics as topics_registry
+from streams.bench.kafkaio import delete_prefix
+from streams.bench.procs import WorkerProcess, settings_env  # noqa: F401 (tests import both from here)
 from streams.kafka.admin import create_topics
 from streams.kafka.client import aiokafka_kwargs
 from streams.kafka.local import BrokerError, EmbeddedBroker, is_embedded_target, parse_bootstrap, probe
@@ -78,89 +76,13 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 async def delete_topics_with_prefix(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    await delete_prefix(settings, [settings.topic_prefix])
 
 
 @pytest.fixture
 def topics(settings: Settings) -> Settings:
     asyncio.run(create_topics(settings))
     return settings
-
-
-def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")}
-    env.update(settings.as_env())  # secrets included: as_env_doc() masks them
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-class WorkerProcess:
-    """A `streams worker` subprocess; its log is kept in a file for failing tests to show."""
-
-    def __init__(self, settings: Settings, log: Path, stages: str = "all", **env: Any) -> None:
-        self.settings = settings
-        self.log_path = log
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--stages", stages],
-            env=settings_env(settings, **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def url(self, path: str) -> str:
-        return f"http://{self.settings.web_host}:{self.settings.web_port}{path}"
-
-    def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                status, _ = self.get("/ready")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
-
-    def tail(self, n: int = 60) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
 @pytest.fixture
