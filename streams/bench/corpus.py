@@ -128,10 +128,11 @@ class Corpus:
             copy = kind != "article"
             number = max(0, k - COPY_LAG) if copy else k
             row, title, body = self.story(number)
-            published = now - timedelta(minutes=5 + number % 600)
+            # published a second apart in the order they are sent (a feed's order; a copy after its original),
+            # so the reorder hold in front of dedup waits its hold and not for articles sorting before
+            published = now - timedelta(minutes=5, seconds=start + n - i)
             if copy:
                 site, source = f"www.partner{i % 7}.example", {"name": f"Partner {i % 7}", "id": f"partner{i % 7}"}
-                published += timedelta(minutes=1)  # the copy comes after its original
                 if kind == "copy_near":
                     body = f"LONDON (Wire) - {body}\n\nAdditional reporting by Wire."
             else:

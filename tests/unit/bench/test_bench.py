@@ -194,6 +194,12 @@ def test_a_bad_event_is_bad_and_a_copy_repeats_an_earlier_article() -> None:
     assert near["body"].startswith("LONDON (Wire) - ")
 
 
+def test_events_are_published_in_the_order_they_are_sent_so_the_reorder_hold_waits_no_longer() -> None:
+    events = [e for e in Corpus(rows(50)).events(0, 500, html=False, tag="t") if e.kind not in BAD_KINDS]
+    published = [orjson.loads(e.value)["published_at"] for e in events]
+    assert published == sorted(published) and len(set(published)) == len(published)
+
+
 def test_later_passes_mix_two_stories_half_and_half() -> None:
     corpus = Corpus(rows(10))
     _, title, body = corpus.story(13)  # second pass
