@@ -496,10 +496,10 @@ def bench(
         raise click.UsageError(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     quix = quix or "quix" in (only or "")
     if quix:
-        try:
-            import quixstreams  # noqa: F401
-        except ImportError as exc:
-            raise click.UsageError("--quix needs the bench extra: pip install -e '.[bench]'") from exc
+        import importlib.util
+
+        if importlib.util.find_spec("quixstreams") is None:
+            raise click.UsageError("--quix needs the bench extra: pip install -e '.[bench]'")
     options = Options(
         articles=articles, html=html, ner=ner == "on", workers=int(workers), quix=quix,
         corpus=Path(corpus) if corpus else None, timeout=timeout, keep=keep, variants=variants,
