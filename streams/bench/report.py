@@ -1,6 +1,6 @@
 """The results of one `streams bench` run, as values: rates, ratios, latency quantiles, the goals, JSON and text.
 
-Pure: no Kafka, no processes (unit-tested in tests/unit/test_bench.py). `run` fills a `Result`; `as_json`
+Pure: no Kafka, no processes (unit-tested in tests/unit/bench/test_bench.py). `run` fills a `Result`; `as_json`
 gives the object `--json` prints, `lines` the text report.
 """
 
