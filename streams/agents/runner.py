@@ -240,6 +240,7 @@ class StageRunner:
         for why in eos.SKIP_REASONS:
             m.redeliveries_skipped.labels(stage, why)
         self._skipped = m.redeliveries_skipped
+        self._names: dict[str, str] = {}  # logical topic -> physical name
 
     # -- registration --------------------------------------------------------------------------------------
     def register(self) -> None:
@@ -252,6 +253,7 @@ class StageRunner:
     # -- one record at a time --------------------------------------------------------------------------------
     async def _run(self, stream: Any) -> None:
         app = self.p.app
+        queue = stream.channel.queue
         async for ev in stream.events():
             async with eos.processing(app, ev) as skip:
                 if skip:
@@ -266,6 +268,8 @@ class StageRunner:
                 await self._route(inp, outcomes)
                 if counted:
                     self._seconds.observe(time.perf_counter() - started)
+            if queue.empty():  # the input ran dry: commit now rather than at the next interval
+                eos.request_commit(app, ev.message.tp)
 
     async def _call(self, inp: Input) -> list[Any]:
         assert self.handle is not None
@@ -311,6 +315,9 @@ class StageRunner:
                 for c in counted:
                     if c:
                         self._seconds.observe(per_record)
+            if queue.empty():
+                for tp in {ev.message.tp for ev in batch}:
+                    eos.request_commit(app, tp)
 
     async def _call_batch(self, inputs: list[Input]) -> list[list[Any]]:
         assert self.handle_batch is not None
@@ -347,9 +354,11 @@ class StageRunner:
             if routes is None:
                 raise TypeError(f"{self.stage} returned {type(outcome).__name__}, which has no route")
             for route in routes:
-                topic = self.p.topic(route.topic)
                 partition = route.partition(outcome) if route.partition is not None else None
-                await topic.send(key=route.key(outcome, inp), value=route.value(outcome, inp), partition=partition)
+                topic = self._names.get(route.topic) or self._names.setdefault(
+                    route.topic, self.p.settings.topic(route.topic)
+                )
+                await eos.send(self.p.app, topic, route.key(outcome, inp), route.value(outcome, inp), partition)
                 if route.outcome is not None:
                     label = route.outcome if isinstance(route.outcome, str) else route.outcome(outcome)
                     self._out_counter.labels(self.stage, label).inc()
