@@ -115,7 +115,8 @@ class Bench:
         r.settings = {
             k: getattr(self.base, k)
             for k in ("commit_interval_seconds", "dedup_reorder_seconds", "enrich_batch_size", "enrich_models",
-                      "enrich_ner_processes", "store", "topic_partitions", "processing_guarantee")
+                      "enrich_ner_processes", "store", "topic_partitions", "processing_guarantee", "producer_linger_ms",
+                      "producer_batch_bytes", "producer_compression", "event_loop")
         }  # fmt: skip
         size = sum(len(e.value) for e in events) / len(events)
         log(
