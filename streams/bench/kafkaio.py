@@ -180,6 +180,8 @@ def event_id_of(value: bytes | None) -> str | None:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
+    if isinstance(doc, dict) and isinstance(doc.get("article"), dict):  # duplicate.v1: the article it names
+        doc = doc["article"]
     eid = doc.get("event_id") if isinstance(doc, dict) else None
     return eid if isinstance(eid, str) else None
 
@@ -194,28 +196,36 @@ async def latency_phase(
     settle: float,
     alive: Callable[[], str | None],
     progress: Progress | None = None,
-) -> tuple[list[float], int]:
+    elsewhere_topics: Sequence[str] = (),
+) -> tuple[list[float], int, int]:
     """Sends `events` at `rate` per second, each stamped with the wall clock as it is sent (the raw record's
     timestamp); returns each one's time from that stamp to when a read_committed consumer of `out_topic` got
-    it (seconds, sorted), and how many were sent. Waits `settle` seconds after the last send for stragglers."""
+    it (seconds, sorted), how many were sent, and how many came out on `elsewhere_topics` instead (an article
+    the pipeline decided was a duplicate: no latency to measure, but not lost either). Waits `settle` seconds
+    after the last send for stragglers; what has not come out by then is neither."""
     consumer = committed_consumer(settings)
     await consumer.start()
     prod = producer(settings, linger_ms=0)
     await prod.start()
     sent: dict[str, int] = {}
     got: dict[str, float] = {}
+    elsewhere: set[str] = set()
     done_sending = asyncio.Event()
     try:
-        await assign_all(consumer, [out_topic], from_end=True)
+        await assign_all(consumer, [out_topic, *elsewhere_topics], from_end=True)
 
         async def receive() -> None:
             last_send_done: float | None = None
-            while len(got) < len(events):
+            while len(got) + len(elsewhere) < len(events):
                 batch = await consumer.getmany(timeout_ms=20)
                 now = time.time()
-                for msgs in batch.values():
+                for tp, msgs in batch.items():
                     for m in msgs:
                         eid = event_id_of(m.value)
+                        if tp.topic != out_topic:
+                            if eid in sent and eid not in got:
+                                elsewhere.add(eid)
+                            continue
                         if eid in sent and eid not in got:
                             got[eid] = now - sent[eid] / 1000
                             if progress is not None:
@@ -240,7 +250,7 @@ async def latency_phase(
             await prod.send(raw_topic, key=e.key, value=e.value, timestamp_ms=ts)
         done_sending.set()
         await receiver
-        return sorted(got.values()), len(sent)
+        return sorted(got.values()), len(sent), len(elsewhere - got.keys())
     finally:
         await prod.stop()
         await consumer.stop()

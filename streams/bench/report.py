@@ -77,21 +77,36 @@ class Latency:
     rate: float  # offered events per second
     sent: int
     samples: list[float]  # seconds, sorted
+    elsewhere: int = 0  # came out as duplicates or rejections: no latency to publish, not late either
+    window_s: float = math.nan  # how long after the last send the phase waited for stragglers
 
     @property
     def received(self) -> int:
         return len(self.samples)
 
+    @property
+    def missing(self) -> int:
+        """Sent, and out nowhere when the phase ended: later than the window, so counted as infinitely late."""
+        return max(0, self.sent - self.received - self.elsewhere)
+
     def ms(self, q: float) -> float:
-        return percentile(self.samples, q) * 1000
+        """The q-quantile over the articles meant to be published: the missing ones count as later than all
+        (inf when q falls among them), so a phase that lost its tail cannot report a good p99."""
+        n = self.received + self.missing
+        if not n:
+            return math.nan
+        k = max(0, min(n - 1, math.ceil(q * n) - 1))
+        return self.samples[k] * 1000 if k < self.received else math.inf
 
     @property
     def max_ms(self) -> float:
-        return self.samples[-1] * 1000 if self.samples else math.nan
+        return self.ms(1.0)
 
-    def quantiles_ms(self) -> list[float]:
-        """The 0th..100th percentiles in ms (101 values: enough for a distribution plot)."""
-        return [round(self.ms(q / 100), 3) for q in range(101)] if self.samples else []
+    def quantiles_ms(self) -> list[float | None]:
+        """The 0th..100th percentiles in ms (101 values: enough for a distribution plot); None where missing."""
+        if not self.samples:
+            return []
+        return [round(v, 3) if math.isfinite(v) else None for v in (self.ms(q / 100) for q in range(101))]
 
 
 @dataclass
@@ -174,7 +189,7 @@ def steady_rate(timeline: Sequence[tuple[float, int]], n: int, lo: float = 0.1, 
 
 def _num(x: float, digits: int = 1) -> float | None:
     """JSON has no NaN: missing figures are null."""
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), digits)
 
 
 def goal_values(r: Result) -> dict[str, float]:
@@ -222,6 +237,9 @@ def _latency_json(lat: Latency) -> dict[str, Any]:
         "rate_per_s": _num(lat.rate, 2),
         "sent": lat.sent,
         "received": lat.received,
+        "elsewhere": lat.elsewhere,
+        "missing": lat.missing,
+        "window_s": _num(lat.window_s),
         "p50_ms": _num(lat.ms(0.5)),
         "p99_ms": _num(lat.ms(0.99)),
         "max_ms": _num(lat.max_ms),
@@ -291,6 +309,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _f(x: float, fmt: str = ",.0f") -> str:
+    if x is not None and math.isinf(x):
+        return "never"  # later than the phase's window (missing)
     return "-" if x is None or math.isnan(x) else format(x, fmt)
 
 
@@ -346,10 +366,19 @@ def lines(r: Result) -> list[str]:
         out += ["", f"end-to-end latency at {rate_:,.1f} events/s (half of (d)): raw record timestamp -> committed on "
                 "articles.published"]  # fmt: skip
         rows = list(
-            (VARIANTS[k], f"{v.received}/{v.sent}", _f(v.ms(0.5)), _f(v.ms(0.99)), _f(v.max_ms))
+            (
+                VARIANTS[k],
+                f"{v.received}/{v.sent}",
+                str(v.elsewhere),
+                str(v.missing),
+                _f(v.ms(0.5)),
+                _f(v.ms(0.99)),
+                _f(v.max_ms),
+            )  # fmt: skip
             for k, v in r.latency.items()
         )
-        out.append(table(("variant", "received", "p50 ms", "p99 ms", "max ms"), rows))
+        out.append(table(("variant", "published", "dup/rejected", "missing", "p50 ms", "p99 ms", "max ms"), rows))
+        out.append("(missing: not out when the phase ended; counted as later than every published one)")
     if r.stage_us:
         out += ["", "µs per article by stage (worker: streams_processing_seconds mean; raw chain: stage functions)"]
         rows = list(

@@ -238,18 +238,20 @@ class Bench:
         settle = 5.0 + (self.base.dedup_reorder_seconds if key in ("pipeline", "raw_stages") else 0.0)
         bar = Bar(self.o.progress, len(late), f"latency {label}")
         try:
-            samples, sent = asyncio.run(
+            samples, sent, elsewhere = asyncio.run(
                 kafkaio.latency_phase(
                     s, s.topic("articles.raw"), s.topic("articles.published"), late, rate,
                     settle=settle, alive=_alive(children), progress=bar,
+                    elsewhere_topics=[s.topic("articles.duplicates"), s.topic("articles.rejected")],
                 )
             )  # fmt: skip
         finally:
             bar.close()
-        lat = Latency(key, rate, sent, samples)
+        lat = Latency(key, rate, sent, samples, elsewhere=elsewhere, window_s=settle)
         log(
             f"    latency at {rate:,.1f}/s: p50 {lat.ms(0.5):,.0f} ms, p99 {lat.ms(0.99):,.0f} ms, "
-            f"max {lat.max_ms:,.0f} ms ({lat.received}/{sent})"
+            f"max {lat.max_ms:,.0f} ms ({lat.received}/{sent} published, {elsewhere} duplicates or rejected, "
+            f"{lat.missing} not out {settle:g} s after the last send)"
         )
         return lat
 

@@ -236,3 +236,26 @@ def test_identity_hops_forward_every_record_unchanged_to_the_pipeline_topics() -
     assert first == [("p.articles.normalized", b"k", b"v", None), ("p.articles.dedup-sequenced", b"k", b"v", 0)]
     last = asyncio.run(hops[-1].transform([rec]))  # type: ignore[list-item]
     assert last == [("p.articles.published", b"k", b"v", None)]
+
+
+# -- the latency phase's accounting --------------------------------------------------------------------------------
+def test_an_article_missing_at_the_end_of_the_phase_counts_as_later_than_every_published_one() -> None:
+    lat = Latency("pipeline", 10.0, 100, [0.01 * i for i in range(1, 96)], elsewhere=3)  # 2 missing
+    assert lat.missing == 2
+    assert lat.ms(0.5) == pytest.approx(490.0)
+    assert math.isinf(lat.ms(0.99)) and math.isinf(lat.max_ms)
+    assert lat.quantiles_ms()[-1] is None and lat.quantiles_ms()[50] == pytest.approx(490.0)
+
+
+def test_duplicates_and_rejections_are_not_late_and_leave_the_quantiles_to_the_published() -> None:
+    lat = Latency("pipeline", 10.0, 100, [0.01 * i for i in range(1, 91)], elsewhere=10)
+    assert lat.missing == 0
+    assert lat.max_ms == pytest.approx(900.0)
+
+
+def test_a_duplicate_names_the_raw_event_of_the_article_it_carries() -> None:
+    from streams.bench.kafkaio import event_id_of
+
+    assert event_id_of(orjson.dumps({"schema": "duplicate.v1", "article": {"event_id": "t-7"}})) == "t-7"
+    assert event_id_of(orjson.dumps({"schema": "article.v1", "event_id": "t-8"})) == "t-8"
+    assert event_id_of(b"not json") is None
