@@ -44,6 +44,7 @@ def plot_throughput(plt: Any, docs: list[dict[str, Any]], out: Path) -> Path:
         bars = ax.bar(xs, ys, width, label=label(doc))
         ax.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=7, padding=2)
     ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 2)  # room for the labels over the tallest bars
     ax.set_xticks(range(len(keys)), [VARIANTS[k] for k in keys], fontsize=8)
     ax.set_ylabel("articles/s (log)")
     nan = float("nan")
@@ -102,6 +103,7 @@ def plot_stages(plt: Any, docs: list[dict[str, Any]], out: Path) -> Path:
         bars = ax.bar(xs, ys, width, label=name)
         ax.bar_label(bars, labels=[f"{y:,.0f}" if y else "" for y in ys], fontsize=6, padding=1, rotation=90)
     ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the rotated labels over the tallest bars
     ax.set_xticks(range(len(STAGES)), STAGES)
     ax.set_ylabel("µs per article (log)")
     ax.set_title("Cost per article by stage: streams_processing_seconds (worker) and the stage functions (raw chain)",
