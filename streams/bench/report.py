@@ -62,6 +62,11 @@ class Throughput:
         """The rate between 10 % and 90 % of the outputs (no start-up or tail)."""
         return steady_rate(self.timeline, self.articles)
 
+    def seconds_to(self, share: float) -> float:
+        """Seconds from the first output until `share` of the N outputs had been seen (start-up vs. tail)."""
+        t = next((t for t, c in self.timeline if c >= share * self.articles), None)
+        return t - self.first_at if t is not None else math.nan
+
     @property
     def input_bound(self) -> bool:
         """True when the producer of the backlog may have set the pace (it ended after 80 % of the run)."""
@@ -228,6 +233,7 @@ def _run_json(run: Throughput) -> dict[str, Any]:
         "peak_rss_mb": _num(run.peak_rss_mb),
         "broker_cpu_seconds": _num(run.broker_cpu_seconds, 2),
         "input_bound": run.input_bound,
+        "seconds_to": {f"{q:.0%}": _num(run.seconds_to(q), 2) for q in (0.1, 0.5, 0.9, 1.0)},
         "load_average": _num(run.load_average, 2),
     }
 

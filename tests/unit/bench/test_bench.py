@@ -259,3 +259,11 @@ def test_a_duplicate_names_the_raw_event_of_the_article_it_carries() -> None:
     assert event_id_of(orjson.dumps({"schema": "duplicate.v1", "article": {"event_id": "t-7"}})) == "t-7"
     assert event_id_of(orjson.dumps({"schema": "article.v1", "event_id": "t-8"})) == "t-8"
     assert event_id_of(b"not json") is None
+
+
+def test_seconds_to_a_share_of_the_outputs_counts_from_the_first_output() -> None:
+    run = Throughput(
+        "plumbing", 1, 100, 10.0, 20.0, timeline=[(12.0, 5), (13.0, 10), (15.0, 50), (19.0, 90), (20.0, 100)]
+    )
+    assert [run.seconds_to(q) for q in (0.1, 0.5, 0.9, 1.0)] == [3.0, 5.0, 9.0, 10.0]
+    assert math.isnan(Throughput("plumbing", 1, 100, 10.0, 20.0).seconds_to(0.5))
