@@ -130,8 +130,9 @@ class Result:
     plumbing_stage_us: dict[str, float] = field(default_factory=dict)  # (c): the same histogram, identity stages
     raw_stage_us: dict[str, float] = field(default_factory=dict)  # (b): time in the stage functions per record
     enricher_us: dict[str, float] = field(default_factory=dict)  # (d): streams_enrich_enricher_seconds per article
-    spacy_per_s: float = math.nan  # spaCy's own nlp.pipe over the same texts, in this process
+    spacy_per_s: float = math.nan  # spaCy's own nlp.pipe over the same texts, in this process (mean of the timings)
     spacy_sample: int = 0
+    spacy_timings: list[float] = field(default_factory=list)  # texts/s before and after (d): the machine's drift
     wall_seconds: float = math.nan
     notes: list[str] = field(default_factory=list)
 
@@ -277,6 +278,7 @@ def as_json(r: Result) -> dict[str, Any]:
         "enricher_us": {k: _num(v) for k, v in r.enricher_us.items()},
         "worker_peak_rss_mb": _num(r.worker_peak_rss_mb),
         "spacy_per_s": _num(r.spacy_per_s),
+        "spacy_timings_per_s": [_num(x) for x in r.spacy_timings],
         "ner_ratio": _num(r.ner_ratio, 3),
         "workers": r.workers,
         "plumbing_2_workers_per_s": _num(r.per_s("plumbing", 2)),
@@ -402,7 +404,8 @@ def lines(r: Result) -> list[str]:
         out.append("enrich by enricher (µs/article): " + ", ".join(f"{k} {_f(v)}" for k, v in r.enricher_us.items()))
     if r.ner:
         out.append(
-            f"spaCy nlp.pipe alone: {_f(r.spacy_per_s, ',.1f')} articles/s ({r.spacy_sample} texts); the enrich stage "
+            f"spaCy nlp.pipe alone: {_f(r.spacy_per_s, ',.1f')} articles/s ({r.spacy_sample} texts; mean of "
+            f"{', '.join(_f(x, ',.1f') for x in r.spacy_timings) or '-'}); the enrich stage "
             f"in the worker: {_f(1e6 / r.stage_us['enrich'] if r.stage_us.get('enrich') else math.nan, ',.1f')}/s "
             f"-> NER ratio {_f(r.ner_ratio, '.2f')}"
         )

@@ -267,3 +267,12 @@ def test_seconds_to_a_share_of_the_outputs_counts_from_the_first_output() -> Non
     )
     assert [run.seconds_to(q) for q in (0.1, 0.5, 0.9, 1.0)] == [3.0, 5.0, 9.0, 10.0]
     assert math.isnan(Throughput("plumbing", 1, 100, 10.0, 20.0).seconds_to(0.5))
+
+
+def test_the_text_report_gives_each_spacy_timing_beside_their_mean() -> None:
+    r = result(pipeline=30)
+    r.stage_us = {"enrich": 40_000.0}
+    r.spacy_timings, r.spacy_per_s, r.spacy_sample = [20.0, 30.0], 25.0, 160
+    (line,) = [x for x in lines(r) if x.startswith("spaCy")]
+    assert "mean of 20.0, 30.0" in line and "NER ratio 1.00" in line
+    assert as_json(r)["spacy_timings_per_s"] == [20.0, 30.0]
