@@ -106,12 +106,14 @@ def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
 class WorkerProcess:
     """A `streams worker` subprocess; its log is kept in a file for failing tests to show."""
 
-    def __init__(self, settings: Settings, log: Path, stages: str = "all", **env: Any) -> None:
+    def __init__(
+        self, settings: Settings, log: Path, stages: str = "all", module: str = "streams.cli", **env: Any
+    ) -> None:
         self.settings = settings
         self.log_path = log
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--stages", stages],
+            [sys.executable, "-m", module, "worker", "--stages", stages],
             env=settings_env(settings, **env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -167,8 +169,8 @@ class WorkerProcess:
 def worker_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, stages: str = "all", **env: Any) -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", stages, **env)
+    def start(settings: Settings, stages: str = "all", module: str = "streams.cli", **env: Any) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", stages, module, **env)
         started.append(w)
         return w
 
