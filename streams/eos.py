@@ -49,6 +49,16 @@ The corrections, each with the upstream report it answers:
    table writes undone) before the seek. The same rewind answers a ``hole``, a failed commit (a broker
    restart) and an error while an event was being processed. Stages with in-memory state over their tables
    are told (`on_rewind`) so they rebuild it.
+8. **Zombie fencing at rebalances** (Kafka's transactional-id fencing, which Faust's reuse of its producers
+   defeated). Faust kept the producer of a transactional id that went to another worker and came back (fenced
+   meanwhile without knowing it), and a rewind on a worker that had just lost its partitions began a
+   transaction whose InitProducerId fenced the new owner (seen here: the remaining worker's producer stayed in
+   a fatal state after a second worker left). At a rebalance every producer of an id no longer ours is
+   stopped and every newly owned id gets a new producer (`_on_rebalance`); a rewind begins a transaction only
+   for an id still ours, and replaces a fenced producer only then (`_restart_transaction`).
+9. **Persisted changelog offsets** (under exactly-once Faust looked a table's changelog offset up by the
+   source partition, found none, and never wrote it to RocksDB: every start replayed whole changelogs). The
+   offsets a transaction's table writes got are kept per transaction and written when it commits.
 """
 
 from __future__ import annotations
@@ -1197,4 +1207,6 @@ CORRECTIONS = (
     "a just-assigned changelog's end from the broker",
     "seeking to the committed offset: our floor, and the beginning when none",
     "rewinds abort first, and stages rebuild",
+    "zombie fencing at rebalances",
+    "persisted changelog offsets",
 )
