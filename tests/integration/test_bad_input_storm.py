@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import random
 import time
 import uuid
@@ -60,8 +59,16 @@ from streams.outcomes import Normalized
 from streams.settings import Settings
 from streams.stages.normalize import NormalizeConfig, normalize
 from streams.stages.normalize.urls import scheme_of
-from tests.conftest import DATA, need_shared
-from tests.factories.hostile import GOOD_URL, HOSTILE_HTML, active_content, corpus
+from tests.conftest import bbc_rows
+from tests.factories.hostile import (
+    GOOD_URL,
+    HOSTILE_HTML,
+    MUTATIONS,
+    active_content,
+    broken_variant,
+    corpus,
+    encode,
+)
 from tests.factories.takedowns import request
 from tests.integration.conftest import assert_valid_records
 from tests.integration.planted_defect import MARK, MODULE
@@ -97,19 +104,6 @@ class Sent:
     offset: int = -1
 
 
-def bbc_rows(n: int) -> list[dict[str, Any]]:
-    rows = []
-    with open(need_shared(DATA / "bbc_news_fulltext.jsonl"), "rb") as f:
-        for line in f:
-            row = orjson.loads(line)
-            if row.get("exact_duplicate_of") is None:
-                rows.append(row)
-            if len(rows) == n:
-                break
-    assert len(rows) == n
-    return rows
-
-
 def good_events(rows: list[dict[str, Any]], phase: str, run: str) -> list[Sent]:
     out = []
     for row in rows:
@@ -125,14 +119,6 @@ def good_events(rows: list[dict[str, Any]], phase: str, run: str) -> list[Sent]:
         }
         out.append(Sent("good", orjson.dumps(event), "normalized", url.encode(), eid))
     return out
-
-
-def encode(event: Any) -> bytes:
-    """JSON as a producer writes it; past orjson's 64-bit integers (generated ones can be), as Python's json does."""
-    try:
-        return orjson.dumps(event)
-    except TypeError:
-        return json.dumps(event).encode()
 
 
 _RAW_SCHEMA = schemas.load("raw_article.v1.json")
@@ -179,33 +165,9 @@ _near_valid = st.builds(
     st.sampled_from([None, "text", "html"]),
     _urls,
 )
-_MUTATIONS = ("drop_url", "drop_body", "list", "nested", "number_url", "null_body", "truncate", "flip_byte")
 
 
-def _broken(event: dict[str, Any], how: str, cut: int) -> bytes:
-    broken: Any = dict(event)
-    if how == "drop_url":
-        broken.pop("url")
-    elif how == "drop_body":
-        broken.pop("body")
-    elif how == "list":
-        broken = [event]
-    elif how == "nested":
-        broken = {"event": event}
-    elif how == "number_url":
-        broken["url"] = 1e308
-    elif how == "null_body":
-        broken["body"] = None
-    payload = encode(broken)
-    if how == "truncate":
-        payload = payload[: min(cut, len(payload) - 1)]
-    elif how == "flip_byte":
-        at = cut % len(payload)
-        payload = payload[:at] + bytes([payload[at] ^ 0x80]) + payload[at + 1 :]
-    return payload
-
-
-_broken_variants = st.builds(_broken, from_schema(_RAW_SCHEMA), st.sampled_from(_MUTATIONS), st.integers(0, 300))
+_broken_variants = st.builds(broken_variant, from_schema(_RAW_SCHEMA), st.sampled_from(MUTATIONS), st.integers(0, 300))
 _html_mixtures = st.builds(
     lambda parts, title: {
         "url": GOOD_URL,
