@@ -253,7 +253,7 @@ def normalized(url: str, title: str, body: str, published: datetime) -> dict[str
     }
     now = datetime.now(UTC)
     origin = {"topic": "articles.raw", "partition": 0, "offset": 0, "timestamp_ms": int(now.timestamp() * 1000)}
-    out = normalize(dumps(raw), origin=origin, now=now, config=NormalizeConfig())
+    out = normalize(dumps(raw), origin=origin, now=now, config=NormalizeConfig.from_settings(Settings()))
     if not isinstance(out, Normalized):
         raise RuntimeError(f"the probe article was refused: {out}")
     return out.article

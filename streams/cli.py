@@ -197,7 +197,7 @@ def worker(stages: str | None) -> None:
     import faust
 
     from streams.app import Pipeline
-    from streams.kafka.admin import cluster_id
+    from streams.kafka.admin import wait_for_cluster
     from streams.logs import logging_config
 
     s = _settings()
@@ -207,7 +207,13 @@ def worker(stages: str | None) -> None:
         uvloop.install()  # before any loop exists: the worker's and the consumer thread's loops are libuv's
     elif s.event_loop != "asyncio":
         raise click.UsageError(f"STREAMS_EVENT_LOOP={s.event_loop!r}: use uvloop or asyncio")
-    cluster = asyncio.run(cluster_id(s))
+    try:
+        cluster = asyncio.run(wait_for_cluster(s, say=lambda line: click.echo(line, err=True)))
+    except Exception as exc:
+        raise click.ClickException(
+            f"no Kafka cluster answered at {s.kafka_bootstrap} within {s.kafka_wait_seconds:.0f} s "
+            f"(STREAMS_KAFKA_WAIT_SECONDS): {exc}"
+        ) from exc
     try:
         pipeline = Pipeline(s, stages=stages.split(",") if stages else None, cluster_id=cluster)
     except ValueError as exc:

@@ -49,6 +49,16 @@ The corrections, each with the upstream report it answers:
    table writes undone) before the seek. The same rewind answers a ``hole``, a failed commit (a broker
    restart) and an error while an event was being processed. Stages with in-memory state over their tables
    are told (`on_rewind`) so they rebuild it.
+8. **Zombie fencing at rebalances** (Kafka's transactional-id fencing, which Faust's reuse of its producers
+   defeated). Faust kept the producer of a transactional id that went to another worker and came back (fenced
+   meanwhile without knowing it), and a rewind on a worker that had just lost its partitions began a
+   transaction whose InitProducerId fenced the new owner (seen here: the remaining worker's producer stayed in
+   a fatal state after a second worker left). At a rebalance every producer of an id no longer ours is
+   stopped and every newly owned id gets a new producer (`_on_rebalance`); a rewind begins a transaction only
+   for an id still ours, and replaces a fenced producer only then (`_restart_transaction`).
+9. **Persisted changelog offsets** (under exactly-once Faust looked a table's changelog offset up by the
+   source partition, found none, and never wrote it to RocksDB: every start replayed whole changelogs). The
+   offsets a transaction's table writes got are kept per transaction and written when it commits.
 """
 
 from __future__ import annotations
@@ -293,6 +303,7 @@ class _AppState:
         self.ledger = OffsetLedger()
         self.gates: dict[str, asyncio.Lock] = {}
         self.table_writes: dict[str, list[asyncio.Future[Any]]] = collections.defaultdict(list)
+        self.last_table_write: dict[str, asyncio.Future[Any]] = {}  # per transaction: the next write waits for it
         self.undo: dict[str, list[_Undo]] = collections.defaultdict(list)
         # changelog partition -> (store, offset) of the table writes a transaction sent: persisted at its commit
         self.persist: dict[str, dict[Any, tuple[Any, int]]] = collections.defaultdict(dict)
@@ -810,11 +821,23 @@ def _send_changelog(
             old = _MISSING
         st.undo[tid].append(_Undo(self, cast(int, fut.message.partition), key, old))
         # Published by a task that inherits this context, so it joins the event's transaction; `processing`
-        # awaits it before the event counts as processed.
-        st.table_writes[tid].append(asyncio.ensure_future(self.changelog_topic.publish_message(fut)))
+        # awaits it before the event counts as processed. Each write waits for the previous one of its
+        # transaction to be appended: aiokafka appends a small record to a batch that a larger one, waiting for
+        # room, did not fit, so a held article's put and its delete in one event reached the changelog as
+        # delete-then-put, and a restore from it brought back, and decided again, an article already decided.
+        task = asyncio.ensure_future(_publish_in_order(self.changelog_topic, fut, st.last_table_write.get(tid)))
+        st.last_table_write[tid] = task
+        st.table_writes[tid].append(task)
     else:
         self.app.producer.send_soon(fut)
     return fut
+
+
+async def _publish_in_order(topic: Any, fut: Any, previous: asyncio.Future[Any] | None) -> Any:
+    """Publish one table write once the previous write of its transaction is appended (or failed)."""
+    if previous is not None and not previous.done():
+        await asyncio.wait([previous])
+    return await topic.publish_message(fut)
 
 
 def _on_changelog_sent(table: Table, tid: str, fut: Any) -> None:
@@ -1197,4 +1220,6 @@ CORRECTIONS = (
     "a just-assigned changelog's end from the broker",
     "seeking to the committed offset: our floor, and the beginning when none",
     "rewinds abort first, and stages rebuild",
+    "zombie fencing at rebalances",
+    "persisted changelog offsets",
 )

@@ -36,7 +36,10 @@ class LocalState:
         self.exactly_once = exactly_once
 
     def has_tables(self) -> bool:
-        return self.tabledir.is_dir() and any(self.tabledir.iterdir())
+        # RocksDB stores are `<table>-<partition>.db` directories; Faust makes an empty `<table>-backups`
+        # directory when it builds the app, which is no state (counting it made every first start on an
+        # empty state dir log local_state_discarded, unclean_shutdown)
+        return self.tabledir.is_dir() and any(p.suffix == ".db" for p in self.tabledir.iterdir())
 
     def on_start(self) -> bool:
         """Before Faust opens the tables: discard them if the last run did not stop cleanly. True if it did."""

@@ -25,6 +25,7 @@ class Settings:
     app_id: str = "article-streams"  # consumer group id (the prefix is added)
     processing_guarantee: str = "exactly_once"  # or at_least_once
     session_timeout_seconds: float = 60.0  # a worker silent this long is dropped and its partitions move
+    kafka_wait_seconds: float = 120.0  # a worker starting while the cluster is down waits this long for it
     commit_interval_seconds: float = 0.5  # how often each transaction commits (latency vs. throughput)
     producer_linger_ms: int = 5  # producers wait this long to batch records into one request (0: a request each)
     producer_batch_bytes: int = 1024 * 1024  # the most bytes one partition's batch holds

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,20 @@ def need_shared(path: Path) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def bbc_rows(n: int) -> list[dict[str, Any]]:
+    """The first n rows of the BBC corpus (../shared/data), its 100 natural exact duplicates left out."""
+    rows = []
+    with open(need_shared(DATA / "bbc_news_fulltext.jsonl"), "rb") as f:
+        for line in f:
+            row = orjson.loads(line)
+            if row.get("exact_duplicate_of") is None:
+                rows.append(row)
+            if len(rows) == n:
+                break
+    assert len(rows) == n, f"the BBC corpus has {len(rows)} rows, not {n}"
+    return rows
 
 
 @pytest.fixture

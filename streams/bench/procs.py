@@ -51,11 +51,14 @@ def on_signals_exit() -> None:
 class WorkerProcess:
     """A child process in its own session (Ctrl-C reaches us, not it), its output kept in a log file.
 
-    `WorkerProcess(settings, log, stages, **env)` runs `streams worker`; `WorkerProcess.command(cmd, env, log)`
-    any other child (a raw chain, a Quix app)."""
+    `WorkerProcess(settings, log, stages, **env)` runs `streams worker` (`module`: another module with the same
+    CLI, e.g. a test's planted defect); `WorkerProcess.command(cmd, env, log)` any other child (a raw chain, a
+    Quix app)."""
 
-    def __init__(self, settings: Settings, log: Path, stages: str = "all", **env: Any) -> None:
-        cmd = [sys.executable, "-m", "streams.cli", "worker", "--stages", stages]
+    def __init__(
+        self, settings: Settings, log: Path, stages: str = "all", module: str = "streams.cli", **env: Any
+    ) -> None:
+        cmd = [sys.executable, "-m", module, "worker", "--stages", stages]
         self._spawn(cmd, settings_env(settings, **env), log, settings, settings.web_port)
 
     @classmethod

@@ -98,6 +98,22 @@ async def cluster_id(settings: Settings) -> str:
         await client.close()
 
 
+async def wait_for_cluster(settings: Settings, say: Any = print) -> str:
+    """The cluster's id once the cluster answers: a worker started before its broker (compose, a restart of
+    both) waits `kafka_wait_seconds` for it, saying so every few seconds, instead of crashing at once."""
+    deadline = time.monotonic() + settings.kafka_wait_seconds
+    pause = 0.5
+    while True:
+        try:
+            return await cluster_id(settings)
+        except Exception as exc:  # aiokafka raises KafkaConnectionError, or a timeout, while nothing answers
+            if time.monotonic() + pause > deadline:
+                raise
+            say(f"waiting for Kafka at {settings.kafka_bootstrap}: {exc.__class__.__name__}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 async def describe(settings: Settings) -> list[TopicState]:
     """The registry's topics as the broker has them (missing ones are left out)."""
     client = await _admin(settings)

@@ -15,6 +15,7 @@ URL fields a scheme other than http(s); in metadata a script URL. Invented text 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -325,3 +326,48 @@ def _html_problems(markup: str) -> list[str]:
             if name.lower() in ("href", "src", "data") and _scheme(attr).startswith(_SCRIPT_SCHEMES):
                 found.append(f"{attr[:40]!r} in {name} of <{el.tag}>")
     return found
+
+
+def encode(event: Any) -> bytes:
+    """JSON as a producer writes it; past orjson's 64-bit integers (generated ones can be), as Python's json does."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return json.dumps(event).encode()
+
+
+MUTATIONS = (
+    "drop_url",
+    "drop_body",
+    "list",
+    "nested",
+    "number_url",
+    "null_title",
+    "null_body",
+    "truncate",
+    "flip_byte",
+)
+
+
+def broken_variant(event: dict[str, Any], how: str, cut: int) -> bytes:
+    """A valid event broken one way (`how`, one of MUTATIONS; `cut` places a truncation or a flipped byte)."""
+    broken: Any = dict(event)
+    if how == "drop_url":
+        broken.pop("url")
+    elif how == "drop_body":
+        broken.pop("body")
+    elif how == "list":
+        broken = [event]
+    elif how == "nested":
+        broken = {"event": event}
+    elif how == "number_url":
+        broken["url"] = 1e308
+    elif how in ("null_title", "null_body"):
+        broken[how.removeprefix("null_")] = None
+    payload = encode(broken)
+    if how == "truncate":
+        payload = payload[: min(cut, len(payload) - 1)]
+    elif how == "flip_byte":
+        at = cut % len(payload)
+        payload = payload[:at] + bytes([payload[at] ^ 0x80]) + payload[at + 1 :]
+    return payload

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from streams.outcomes import Normalized, Rejected
+from streams.settings import Settings
 from streams.stages.normalize import NormalizeConfig, normalize
 
 NOW = datetime(2025, 8, 12, 7, 31, 2, tzinfo=UTC)
@@ -96,7 +97,9 @@ def run(
 ) -> Normalized | Rejected:
     """normalize() with test defaults; a dict is encoded first."""
     data = encode(payload) if isinstance(payload, dict) else payload
-    return normalize(data, origin=origin(**origin_fields), now=now, config=config or NormalizeConfig())
+    return normalize(
+        data, origin=origin(**origin_fields), now=now, config=config or NormalizeConfig.from_settings(Settings())
+    )
 
 
 def article(payload: bytes | dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def topics(settings: Settings) -> Settings:
 def worker_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, stages: str = "all", **env: Any) -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", stages, **env)
+    def start(settings: Settings, stages: str = "all", module: str = "streams.cli", **env: Any) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", stages, module, **env)
         started.append(w)
         return w
 

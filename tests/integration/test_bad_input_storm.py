@@ -17,8 +17,9 @@ What is sent (issue 13, "Bad-input storm" and "Poison takedowns and schemas drif
   empty line), as does everything else here;
 - poison: malformed takedown requests (broken JSON, a schema violation, an unknown scope) on `takedowns`, then
   a valid one; records of an unknown schema version written straight into `articles.unique` and
-  `articles.enriched`; an article whose enrichment raises (a 400-digit number before a unit: normalize and
-  dedup pass it, the figures enricher overflows converting it to an int).
+  `articles.enriched`; an article whose enrichment raises (the worker runs with a defect planted in the
+  figures enricher, tests/integration/planted_defect.py: normalize and dedup pass the article, enrich raises);
+  and a 400-digit number before a unit, which once overflowed the figures enricher and must now be published.
 
 Asserted: the worker is up at the end; each bad payload has exactly the outcome normalize gives it in-process
 (for the fixed corpus: the outcome the corpus names), a rejection with a reason of the schema's enum (never
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import random
 import time
 import uuid
@@ -59,10 +59,19 @@ from streams.outcomes import Normalized
 from streams.settings import Settings
 from streams.stages.normalize import NormalizeConfig, normalize
 from streams.stages.normalize.urls import scheme_of
-from tests.conftest import DATA, need_shared
-from tests.factories.hostile import GOOD_URL, HOSTILE_HTML, active_content, corpus
+from tests.conftest import bbc_rows
+from tests.factories.hostile import (
+    GOOD_URL,
+    HOSTILE_HTML,
+    MUTATIONS,
+    active_content,
+    broken_variant,
+    corpus,
+    encode,
+)
 from tests.factories.takedowns import request
 from tests.integration.conftest import assert_valid_records
+from tests.integration.planted_defect import MARK, MODULE
 
 REASONS = set(schemas.enum("rejection.v1.json", "reason"))
 N_GOOD = 200  # BBC articles per phase (alone, then in the storm)
@@ -71,11 +80,12 @@ N_AFTER = 10  # good articles after the poison: the stages went on
 SCRIPT_SCHEMES = {"javascript", "vbscript", "livescript", "data"}
 # Keys that name a link in any record (a consumer may put their value in an href or src).
 LINK_KEYS = {"url", "canonical_url", "href", "src", "link", "action", "formaction"}
-# A figure of 400 digits: float() gives inf, and the figures enricher's int(inf) raises OverflowError.
-RAISING_BODY = (
+# A figure of 400 digits: float() gives inf; the figures enricher once raised OverflowError on int(inf).
+HUGE_NUMBER_BODY = (
     "The county council published its road survey on Monday.\n\n"
     f"Inspectors counted {'9' * 400} km of roads that need repairs before the winter."
 )
+RAISING_BODY = f"The county council published its road survey on Monday.\n\n{MARK}: 12 km of roads need repairs."
 
 
 # --- what is sent -------------------------------------------------------------------------------------------
@@ -94,19 +104,6 @@ class Sent:
     offset: int = -1
 
 
-def bbc_rows(n: int) -> list[dict[str, Any]]:
-    rows = []
-    with open(need_shared(DATA / "bbc_news_fulltext.jsonl"), "rb") as f:
-        for line in f:
-            row = orjson.loads(line)
-            if row.get("exact_duplicate_of") is None:
-                rows.append(row)
-            if len(rows) == n:
-                break
-    assert len(rows) == n
-    return rows
-
-
 def good_events(rows: list[dict[str, Any]], phase: str, run: str) -> list[Sent]:
     out = []
     for row in rows:
@@ -122,14 +119,6 @@ def good_events(rows: list[dict[str, Any]], phase: str, run: str) -> list[Sent]:
         }
         out.append(Sent("good", orjson.dumps(event), "normalized", url.encode(), eid))
     return out
-
-
-def encode(event: Any) -> bytes:
-    """JSON as a producer writes it; past orjson's 64-bit integers (generated ones can be), as Python's json does."""
-    try:
-        return orjson.dumps(event)
-    except TypeError:
-        return json.dumps(event).encode()
 
 
 _RAW_SCHEMA = schemas.load("raw_article.v1.json")
@@ -176,33 +165,9 @@ _near_valid = st.builds(
     st.sampled_from([None, "text", "html"]),
     _urls,
 )
-_MUTATIONS = ("drop_url", "drop_body", "list", "nested", "number_url", "null_body", "truncate", "flip_byte")
 
 
-def _broken(event: dict[str, Any], how: str, cut: int) -> bytes:
-    broken: Any = dict(event)
-    if how == "drop_url":
-        broken.pop("url")
-    elif how == "drop_body":
-        broken.pop("body")
-    elif how == "list":
-        broken = [event]
-    elif how == "nested":
-        broken = {"event": event}
-    elif how == "number_url":
-        broken["url"] = 1e308
-    elif how == "null_body":
-        broken["body"] = None
-    payload = encode(broken)
-    if how == "truncate":
-        payload = payload[: min(cut, len(payload) - 1)]
-    elif how == "flip_byte":
-        at = cut % len(payload)
-        payload = payload[:at] + bytes([payload[at] ^ 0x80]) + payload[at + 1 :]
-    return payload
-
-
-_broken_variants = st.builds(_broken, from_schema(_RAW_SCHEMA), st.sampled_from(_MUTATIONS), st.integers(0, 300))
+_broken_variants = st.builds(broken_variant, from_schema(_RAW_SCHEMA), st.sampled_from(MUTATIONS), st.integers(0, 300))
 _html_mixtures = st.builds(
     lambda parts, title: {
         "url": GOOD_URL,
@@ -264,6 +229,12 @@ def raising_event(run: str) -> Sent:
     url = f"https://roads.example.net/{run}/survey"
     event = {"event_id": f"storm-{run}-raising", "url": url, "title": "Road survey", "body": RAISING_BODY}
     return Sent("enrichment_raises", orjson.dumps(event), "rejected:internal_error", url.encode())
+
+
+def huge_number_event(run: str) -> Sent:
+    url = f"https://roads.example.net/{run}/survey-figures"
+    event = {"event_id": f"storm-{run}-huge", "url": url, "title": "Road survey figures", "body": HUGE_NUMBER_BODY}
+    return Sent("huge_number", orjson.dumps(event), "normalized", url.encode())
 
 
 def unknown_schema_record(article_id: str) -> dict[str, Any]:
@@ -468,7 +439,7 @@ def test_bad_input_storm_keeps_the_worker_up_refuses_each_payload_lets_nothing_a
 ):
     s = topics
     run = uuid.uuid4().hex[:8]
-    worker = worker_factory(s)  # every stage
+    worker = worker_factory(s, module=MODULE)  # every stage, with a defect planted in the figures enricher
     rows = bbc_rows(N_WARM + 3 * N_GOOD + N_AFTER)
     warm = good_events(rows[:N_WARM], "warm", run)
     alone = good_events(rows[N_WARM : N_WARM + N_GOOD], "alone", run)
@@ -481,10 +452,10 @@ def test_bad_input_storm_keeps_the_worker_up_refuses_each_payload_lets_nothing_a
     assert len(bad) >= 1000, len(bad)
     storm = bad + storm_good
     random.Random(13).shuffle(storm)
-    raising = raising_event(run)
+    raising, huge = raising_event(run), huge_number_event(run)
     worker.wait_ready(timeout=240)
 
-    findings = asyncio.run(_storm(s, worker, warm, alone, storm, storm_good, again, raising, after))
+    findings = asyncio.run(_storm(s, worker, warm, alone, storm, storm_good, again, [raising, huge], after))
 
     r_alone, r_storm, r_again = (N_GOOD / findings[k] for k in ("alone_s", "storm_s", "again_s"))
     by_class: dict[str, Counter[str]] = {}
@@ -517,7 +488,7 @@ async def _storm(
     storm: list[Sent],
     storm_good: list[Sent],
     again: list[Sent],
-    raising: Sent,
+    poison_articles: list[Sent],
     after: list[Sent],
 ) -> dict[str, Any]:
     producer = AIOKafkaProducer(
@@ -541,7 +512,7 @@ async def _storm(
         assert worker.alive(), worker.tail()
 
         # poison for the later stages, then a valid takedown and good articles: every stage goes on
-        await send(producer, s, [raising])
+        await send(producer, s, poison_articles)
         drift = {topic: uuid.uuid4().hex for topic in ("articles.unique", "articles.enriched")}
         for topic, aid in drift.items():
             await producer.send_and_wait(
@@ -562,7 +533,7 @@ async def _storm(
         await arrivals.stop()
         await producer.stop()
 
-    everything = [*warm, *alone, *storm, *again, raising, *after]
+    everything = [*warm, *alone, *storm, *again, *poison_articles, *after]
     report = await settled_audit(s, len(everything), until=lambda r: r.counts["retracted"] >= 1)
     assert report.balanced, "\n".join(report.lines())
     assert report.accounting["in_flight"] == 0 and report.accounting["raw"] == len(everything), report.lines()
@@ -612,11 +583,10 @@ async def _storm(
     rejected = docs["articles.rejected"]
     assert all(r["reason"] in REASONS for r in rejected)
     internal = [r for r in rejected if r["reason"] == "internal_error"]
-    assert [(r["stage"], r["origin"]["offset"]) for r in internal] == [("enrich", raising.offset)], (
-        "the article whose enrichment raises should be the one internal_error (if the figures enricher no longer "
-        f"overflows on a 400-digit number, this test needs another trigger): {internal}"
+    assert [(r["stage"], r["origin"]["offset"]) for r in internal] == [("enrich", poison_articles[0].offset)], (
+        f"the article whose enrichment raises should be the one internal_error: {internal}"
     )
-    assert base64.b64decode(internal[0]["payload_b64"]) and "OverflowError" in internal[0]["message"]
+    assert base64.b64decode(internal[0]["payload_b64"]) and "PlantedDefect" in internal[0]["message"]
     good_eids = {i.event_id for i in storm_good}
     assert good_eids <= {d.get("event_id") for d in docs["articles.published"]} | {
         (d.get("article") or {}).get("event_id") for d in docs["articles.duplicates"]

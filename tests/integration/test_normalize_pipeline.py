@@ -8,19 +8,12 @@ import random
 
 import orjson
 
-from tests.conftest import DATA, need_shared
+from tests.conftest import bbc_rows
 from tests.integration.conftest import read_committed, send_all, values
 
 
 def _bbc_events(n: int) -> list[dict]:
-    rows = []
-    with open(need_shared(DATA / "bbc_news_fulltext.jsonl"), "rb") as f:
-        for line in f:
-            row = orjson.loads(line)
-            if row.get("exact_duplicate_of") is None:
-                rows.append(row)
-            if len(rows) == n:
-                break
+    rows = bbc_rows(n)
     return [
         {
             "event_id": f"bbc-{row['id']}",

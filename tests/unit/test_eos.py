@@ -12,6 +12,7 @@ copy of the output of every record below the committed offset, and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from streams import eos
 from streams.eos import ALREADY_PROCESSED, HOLE, STALE_EPOCH, OffsetLedger
 
 TP = ("articles.raw", 0)
@@ -267,3 +269,33 @@ def test_going_back_without_a_seek_starts_a_new_epoch() -> None:
     second = ledger.note(TP, [10, 11], position=12)
     assert second == first + 1
     assert ledger.admit(TP, first, 10) == STALE_EPOCH
+
+
+class _Accumulator:
+    """A changelog topic whose appends wait for room as aiokafka's do: a large record waits, a small one fits."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    async def publish_message(self, fut: tuple[str, int]) -> None:
+        key, size = fut
+        if size > 1000:
+            await asyncio.sleep(0.01)  # the batch is full: wait until it drains
+        self.log.append(key)
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["chained", "unchained (the defect)"])
+def test_table_writes_of_one_transaction_reach_the_changelog_in_the_order_made(ordered: bool) -> None:
+    async def run() -> list[str]:
+        topic = _Accumulator()
+        writes = [("put 263", 2537), ("delete 263", 0), ("put 264", 4512), ("delete 264", 0)]
+        tasks: list[asyncio.Future[None]] = []
+        for write in writes:
+            previous = tasks[-1] if tasks and ordered else None
+            tasks.append(asyncio.ensure_future(eos._publish_in_order(topic, write, previous)))
+        await asyncio.gather(*tasks)
+        return topic.log
+
+    log = asyncio.run(run())
+    made = ["put 263", "delete 263", "put 264", "delete 264"]
+    assert (log == made) is ordered, log

@@ -40,3 +40,9 @@ def test_at_least_once_keeps_whatever_it_finds(tmp_path):
 
 def test_a_first_start_has_nothing_to_discard(tmp_path):
     assert LocalState(tmp_path / "v1" / "tables", exactly_once=True).on_start() is False
+
+
+def test_the_empty_backup_dirs_faust_makes_when_it_builds_the_app_are_no_state(tmp_path):
+    tabledir = tmp_path / "v1" / "tables"
+    (tabledir / "takedown-registry-backups").mkdir(parents=True)  # what Pipeline(...) leaves before any start
+    assert LocalState(tabledir, exactly_once=True).on_start() is False

@@ -111,3 +111,22 @@ def test_commands_that_need_a_broker_say_how_to_get_one_instead_of_a_traceback(a
     assert result.exit_code == 1, result.output
     assert f"no Kafka broker answers at 127.0.0.1:{port}" in result.output and "streams kafka start" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_worker_waits_for_a_cluster_that_does_not_answer_then_gives_the_reason() -> None:
+    import asyncio
+    import socket
+    import time
+
+    from streams.kafka.admin import wait_for_cluster
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    said: list[str] = []
+    s = Settings(kafka_bootstrap=f"localhost:{port}", kafka_wait_seconds=2.0)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="bootstrap|Connect|connect"):
+        asyncio.run(wait_for_cluster(s, say=said.append))
+    assert time.monotonic() - started >= 1.0  # it waited rather than failing at once
+    assert said and all(line.startswith(f"waiting for Kafka at localhost:{port}") for line in said)

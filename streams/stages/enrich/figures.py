@@ -15,6 +15,7 @@ English; symbols (%, $, €, £, km, km²) are found in any language.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -157,12 +158,14 @@ def _before(text: str, start: int, floor: int) -> tuple[int, str | None, str | N
 
 
 def _number(text: str) -> float | None:
+    """The value `text` spells, or None; None too for digits beyond a float's range (400 nines is not a figure)."""
     t = " ".join(text.lower().replace("-", " ").split())
     if t[0].isdigit():
         digits = re.sub(r"[\u00a0\u202f\u2009]", "", text)
         if "," in digits and not re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", digits):
             digits = digits.replace(",", ".")  # "1 234,5": a decimal comma after spaced thousands
-        return float(digits.replace(",", ""))
+        value = float(digits.replace(",", ""))
+        return value if math.isfinite(value) else None
     if t in _UNITS_WORDS:
         return float(_UNITS_WORDS[t])
     parts = t.split()
@@ -219,6 +222,8 @@ def extract(text: str) -> list[dict[str, Any]]:
             shown = f"{shown} per {per}".strip()
             base = f"{base} per {per}".strip()
             kind = "rate"
+        if not (math.isfinite(value) and math.isfinite(norm_value)):
+            continue  # "1e300 bn km" overflows a float once scaled: no figure anyone reported
         figure.update(
             {
                 "kind": kind,

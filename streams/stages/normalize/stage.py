@@ -70,7 +70,7 @@ _RFC822_PLAIN = re.compile(
 class NormalizeConfig:
     """What normalize needs from the settings."""
 
-    max_event_bytes: int = 2 * 1024 * 1024  # larger raw events are refused as too_large, before decoding
+    max_event_bytes: int  # larger raw events are refused as too_large, before decoding
 
     @classmethod
     def from_settings(cls, s: Settings) -> NormalizeConfig:

@@ -94,3 +94,22 @@ def test_extract_never_raises_and_surfaces_match_offsets(text: str) -> None:
     for f in extract(text):
         assert text[f["start"] : f["end"]] == f["surface"]
         assert isinstance(f["value"], int | float)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Inspectors counted {'9' * 400} km of roads",  # float() of 400 digits is inf
+        f"a bill of ${'9' * 400}bn",
+        f"about {'9' * 308}.5 million pounds",  # finite, until scaled by a million
+    ],
+)
+def test_a_number_beyond_a_float_is_no_figure_and_no_error(text: str) -> None:
+    assert extract(text) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=300, max_value=2000), st.sampled_from(["km", "bn pounds", "people", "%", "per day"]))
+def test_extract_never_raises_on_huge_numbers(digits: int, unit: str) -> None:
+    for f in extract(f"counted {'7' * digits} {unit} then 12 km"):
+        assert f["value"] == f["value"] and abs(f["value"]) != float("inf")  # finite: JSON has no inf nor NaN

@@ -301,7 +301,7 @@ def test_html_without_content_is_empty_text(body: str) -> None:
 
 
 def test_tombstone_is_refused_not_raised() -> None:
-    outcome = normalize(None, origin=origin(), now=NOW, config=NormalizeConfig())  # type: ignore[arg-type]
+    outcome = normalize(None, origin=origin(), now=NOW, config=NormalizeConfig.from_settings(Settings()))  # type: ignore[arg-type]
     assert isinstance(outcome, Rejected) and outcome.reason == "invalid_json"
 
 
@@ -557,12 +557,12 @@ def test_outputs_validate_against_article_schema(event: dict[str, Any]) -> None:
 def test_config_from_settings() -> None:
     config = NormalizeConfig.from_settings(Settings(max_event_bytes=1234))
     assert config == NormalizeConfig(max_event_bytes=1234)
-    assert NormalizeConfig().max_event_bytes == Settings().max_event_bytes == 2 * 1024 * 1024
+    assert NormalizeConfig.from_settings(Settings()).max_event_bytes == Settings().max_event_bytes == 2 * 1024 * 1024
 
 
 def test_config_is_frozen() -> None:
     with pytest.raises(FrozenInstanceError):
-        NormalizeConfig().max_event_bytes = 1  # type: ignore[misc]
+        NormalizeConfig.from_settings(Settings()).max_event_bytes = 1  # type: ignore[misc]
 
 
 def test_module_docstring_example_holds() -> None:
