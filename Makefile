@@ -33,6 +33,9 @@ test: install ## run the whole suite (starts the local broker if none answers, s
 	if [ $$started = 1 ]; then $(STREAMS) kafka stop; fi; \
 	exit $$rc
 
+test-soak: install ## the crash storm: 20,000 events, SIGKILLed workers, a broker restart (~15 min; its own broker)
+	$(PY) -m pytest tests/soak -s $(PYTEST_ARGS)
+
 unit: install ## only the unit tests (no broker needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -52,4 +55,4 @@ stop: install ## stop the local broker this project started
 clean: ## remove local state (var/) and caches; keeps .venv and the Kafka jar cache
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: help install kafka run test unit lint bench stop clean
+.PHONY: help install kafka run test test-soak unit lint bench stop clean
