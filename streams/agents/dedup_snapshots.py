@@ -23,23 +23,26 @@ after `streams.local_state` discarded an unclean state and before Faust opens a 
 used when (`plan`): it covers that changelog, its offset is not past the changelog's end (a restored store
 is never ahead of its changelog, the rule `streams.local_state` enforces), and it is younger than the
 changelog's ``delete.retention.ms`` less a margin (a tombstone written after the snapshot is kept at least
-that long: an older snapshot could bring back a key deleted since). Its entries are written into a new
+that long: an older snapshot could bring back a key deleted since). Its entries, then the changelog records
+committed after it (the tail, read here up to the changelog's last stable offset), are written into a new
 RocksDB store as Faust writes them (keys and values in Faust's json codec), with Faust's persisted-offset
-key set to the last changelog offset the snapshot covers, and the store is moved into place whole. Faust's
-recovery then replays the tail only, and the index is built from the snapshot's columns plus the articles
-the tail touched (`Deduplicator.rebuild(snapshot=..., changed=...)`) instead of from the tables. Anything
-unusable (no topic, no manifest, another configuration, a missing chunk) is logged and falls back to the
-changelog. While it runs, /ready says 503 (``waiting_for: dedup_snapshot``) and the recovery gauges count
-the entries still to load plus the tail Faust will replay.
+key set to the offset before that end, and the store is moved into place whole. Faust's recovery then has
+nothing left to replay but what was committed since (reading the tail here also spares Faust's wait of
+about 10 s for a record after a changelog's final commit marker), and the index is built from the
+snapshot's columns plus the articles the tail touched (`Deduplicator.rebuild(snapshot=..., changed=...)`)
+instead of from the tables. Anything unusable (no topic, no manifest, another configuration, a missing
+chunk) is logged and falls back to the changelog. While it runs, /ready says 503 (``waiting_for:
+dedup_snapshot``) and the recovery gauges count the entries and tail records still to load.
 
 Faust internals read here (faust-streaming 0.15.3, refused otherwise): a table's RocksDB store (`_dbs`,
 `partition_path`, `rocksdb_options`, `offset_key`) and its json serializer; the table's
-`on_changelog_event` callback (a constructor argument) notes the keys the tail replay touches.
+`on_changelog_event` callback (a constructor argument) notes the keys Faust's own replay touches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import shutil
@@ -101,7 +104,7 @@ class TablePlan:
     table: str
     use: bool
     offset: int  # the next changelog offset the snapshot covers (Faust replays from here); 0 when not used
-    tail: int  # changelog records after it: what Faust replays (the whole changelog when not used)
+    tail: int  # changelog offsets after it up to the end (the whole changelog when not used)
     reason: str
 
 
@@ -210,11 +213,12 @@ def identity(path: Path) -> str | None:
 def write_store(
     path: Path,
     options: Any,
-    items: Iterable[tuple[bytes, bytes]],
+    items: Iterable[tuple[bytes, bytes | None]],
     persisted: bytes | None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Writes `items` and Faust's persisted offset into a new RocksDB store at `path`; returns the count.
+    """Writes `items` in order (a value None deletes the key, as a changelog tombstone does) and Faust's
+    persisted offset into a new RocksDB store at `path`; returns how many items were applied.
 
     Built beside it (RESTORING_SUFFIX) without a write-ahead log, flushed, closed, then moved into place: a
     store at `path` is whole or absent, whatever stops the process. `options` is the table's
@@ -233,7 +237,10 @@ def write_store(
         no_wal.disable_wal = True  # type: ignore[method-assign,assignment]
         batch, in_batch = WriteBatch(raw_mode=True), 0
         for key, value in items:
-            batch.put(key, value)
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
             in_batch += 1
             if in_batch == BATCH_ROWS:
                 db.write(batch, no_wal)
@@ -328,6 +335,8 @@ class SnapshotTopic:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_uncommitted",  # no transactions write this topic
+            # every scan seeks: a fetch left waiting at the end of the log would hold the next one up
+            fetch_max_wait_ms=20,
             max_partition_fetch_bytes=topics.MAX_REQUEST_BYTES,
             fetch_max_bytes=4 * topics.MAX_REQUEST_BYTES,
             client_id="article-streams-dedup-snapshots",
@@ -337,7 +346,7 @@ class SnapshotTopic:
 
     async def __aexit__(self, *exc: Any) -> None:
         if self.consumer is not None:
-            await self.consumer.stop()
+            await stop_quietly(self.consumer)
             self.consumer = None
 
     async def exists(self) -> bool:
@@ -357,24 +366,8 @@ class SnapshotTopic:
         return start, end
 
     async def scan(self, lo: int, hi: int, keep: Callable[[Any], None]) -> None:
-        """Hands every record with lo <= offset < hi to `keep`, in order."""
-        consumer = self.consumer
-        assert consumer is not None
-        if hi <= lo:
-            return
-        consumer.seek(self.tp, lo)
-        last_progress = time.monotonic()
-        while await consumer.position(self.tp) < hi:
-            batch = await consumer.getmany(self.tp, timeout_ms=500)
-            records = batch.get(self.tp, [])
-            if records:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > SCAN_TIMEOUT_SECONDS:
-                raise TimeoutError(f"no record of {self.name} [{lo}, {hi}) for {SCAN_TIMEOUT_SECONDS:.0f} s")
-            for rec in records:
-                if rec.offset >= hi:
-                    return
-                keep(rec)
+        assert self.consumer is not None
+        await scan(self.consumer, self.tp, lo, hi, keep)
 
     async def locate(self) -> Located | None:
         """The newest manifest, read backwards from the end in growing windows (only tombstones and the
@@ -427,6 +420,71 @@ class SnapshotTopic:
         return found
 
 
+async def scan(consumer: AIOKafkaConsumer, tp: TopicPartition, lo: int, hi: int, keep: Callable[[Any], None]) -> None:
+    """Hands every record of `tp` with lo <= offset < hi to `keep`, in order (the consumer is assigned `tp`)."""
+    if hi <= lo:
+        return
+    consumer.seek(tp, lo)
+    last_progress = time.monotonic()
+    while await consumer.position(tp) < hi:
+        batch = await consumer.getmany(tp, timeout_ms=500)
+        records = batch.get(tp, [])
+        if records:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > SCAN_TIMEOUT_SECONDS:
+            raise TimeoutError(f"no record of {tp.topic} [{lo}, {hi}) for {SCAN_TIMEOUT_SECONDS:.0f} s")
+        for rec in records:
+            if rec.offset >= hi:
+                return
+            keep(rec)
+
+
+async def changelog_tails(
+    settings: Any, ranges: Mapping[str, tuple[str, int, int]]
+) -> dict[str, list[tuple[bytes, bytes | None]]]:
+    """{table: (changelog, lo, hi)} -> the committed records of each changelog (partition 0) in [lo, hi)."""
+    out: dict[str, list[tuple[bytes, bytes | None]]] = {table: [] for table in ranges}
+    wanted = {table: r for table, r in ranges.items() if r[2] > r[1]}
+    if not wanted:
+        return out
+    consumer = AIOKafkaConsumer(
+        **aiokafka_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # as Faust's recovery reads it: aborted writes never arrive
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=topics.MAX_REQUEST_BYTES,
+        fetch_max_bytes=4 * topics.MAX_REQUEST_BYTES,
+    )
+    await consumer.start()
+    try:
+        for table, (topic, lo, hi) in wanted.items():
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            into = out[table]
+
+            def keep(rec: Any, into: list[tuple[bytes, bytes | None]] = into) -> None:
+                into.append((rec.key, rec.value))
+
+            await scan(consumer, tp, lo, hi, keep)
+    finally:
+        await stop_quietly(consumer)
+    return out
+
+
+async def stop_quietly(client: Any) -> None:
+    """Stops an aiokafka client. aiokafka 0.14's consumer can raise the CancelledError of one of its own
+    tasks out of stop() (seen when it stops right after an assignment); that one is not ours to propagate:
+    a CancelledError escaping a service's start makes mode stop the whole worker, without a word."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("an aiokafka client's stop() raised its own task's CancelledError", exc_info=True)
+
+
 async def changelog_facts(settings: Any, changelogs: Mapping[str, str], empty: Mapping[str, bool]) -> dict[str, Any]:
     """End offsets and delete.retention.ms of the changelogs ({table: topic}), as ChangelogFacts by table."""
     tps = {table: TopicPartition(topic, 0) for table, topic in changelogs.items()}
@@ -443,7 +501,7 @@ async def changelog_facts(settings: Any, changelogs: Mapping[str, str], empty: M
         known = {tp for tp in tps.values() if consumer.partitions_for_topic(tp.topic)}
         ends = await consumer.end_offsets(sorted(known)) if known else {}
     finally:
-        await consumer.stop()
+        await stop_quietly(consumer)
     retention: dict[str, int] = {}
     admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
@@ -530,8 +588,8 @@ class SnapshotService(Service):
         return not self.restoring
 
     def remaining(self) -> dict[str, int]:
-        """Records per table still to load from the snapshot, plus the tail Faust will replay after it
-        (until Faust's own recovery reports the tail)."""
+        """Records per table still to load (snapshot entries and tail records), and, once loaded, what
+        Faust will replay itself (the changelogs of empty stores not restored) until its recovery reports."""
         if self.restoring:
             return dict(self._left)
         if self._replaying:
@@ -570,13 +628,21 @@ class SnapshotService(Service):
         self.restoring = True
         try:
             await self._restore()
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the worker is stopping
+            self._not_used(exc)
         except Exception as exc:  # never a crash: the changelog is the truth, the snapshot only a shortcut
-            log.exception("restoring dedup's tables from the snapshot failed; recovering from the changelogs")
-            event(log, "dedup_snapshot_not_used", level=logging.WARNING, reason=f"restore failed: {exc!r}")
-            self.restored = None
+            self._not_used(exc)
         finally:
             self.restoring = False
             self._left = {}
+
+    def _not_used(self, exc: BaseException) -> None:
+        log.error("restoring dedup's tables from the snapshot failed; recovering from the changelogs", exc_info=exc)
+        event(log, "dedup_snapshot_not_used", level=logging.WARNING, reason=f"restore failed: {exc!r}")
+        self.restored = None
 
     def _stores(self) -> dict[str, Any]:
         return {name: table.data for name, table in self._tables().items()}
@@ -616,13 +682,16 @@ class SnapshotService(Service):
                 )
                 return
             records = await topic.chunks(located)
-        read_s = time.perf_counter() - started
         snapshot = read_snapshot(records, self.config)  # SnapshotError: another configuration, a missing chunk
         del records
+        tails = await changelog_tails(
+            self.settings, {name: (facts[name].topic, plans[name].offset, facts[name].end) for name in used}
+        )
+        read_s = time.perf_counter() - started
         counts = snapshot.manifest.get("counts", {})
         for name, pl in plans.items():
             if facts[name].local_empty:
-                self._left[name] = (int(counts.get(KIND[name], 0)) if pl.use else 0) + pl.tail
+                self._left[name] = int(counts.get(KIND[name], 0)) + len(tails[name]) if pl.use else pl.tail
         loaded_at = time.perf_counter()
         loaded: dict[str, int] = {}
         for name in used:
@@ -630,20 +699,26 @@ class SnapshotService(Service):
             def progress(n: int, name: str = name) -> None:
                 self._left[name] = max(0, self._left[name] - n)
 
-            entries = snapshot_entries(snapshot, KIND[name])
+            entries = itertools.chain(snapshot_entries(snapshot, KIND[name]), tails[name])
             loaded[name] = await asyncio.to_thread(
                 write_store,
                 paths[name],
                 stores[name].rocksdb_options,
                 entries,
-                persisted_for(plans[name].offset),
+                persisted_for(facts[name].end),  # the snapshot and the tail: the changelog up to its end
                 progress,
             )
         load_s = time.perf_counter() - loaded_at
-        self._tails = {name: pl.tail for name, pl in plans.items() if facts[name].local_empty}
+        # What Faust still replays: the whole changelog of an empty store not restored
+        self._tails = {name: pl.tail for name, pl in plans.items() if facts[name].local_empty and not pl.use}
         self._replaying = True
         if "dedup-articles" in used:
             self.restored = Restored(snapshot, paths["dedup-articles"])
+            for key, _value in tails["dedup-articles"]:
+                try:
+                    self.restored.changed[orjson.loads(key)] = None
+                except orjson.JSONDecodeError:
+                    pass
         event(
             log,
             "dedup_snapshot_restored",
@@ -653,7 +728,13 @@ class SnapshotService(Service):
             snapshot_age_seconds=round((time.time() * 1000 - located.taken_ms) / 1000, 1),
             snapshot_id=snapshot.manifest.get("snapshot_id"),
             tables={
-                name: {"entries": loaded.get(name, 0), "offset": pl.offset, "tail": pl.tail, "how": pl.reason}
+                name: {
+                    "entries": loaded.get(name, 0) - len(tails.get(name, ())),
+                    "offset": pl.offset,
+                    "tail": len(tails[name]) if name in tails else 0,
+                    "end": facts[name].end,
+                    "how": pl.reason,
+                }
                 for name, pl in sorted(plans.items())
             },
         )
