@@ -66,6 +66,11 @@ class Pipeline:
             topic_replication_factor=settings.topic_replication,
             table_standby_replicas=settings.table_standby_replicas,
             producer_max_request_size=topics.MAX_REQUEST_BYTES,
+            producer_linger=settings.producer_linger_ms / 1000,
+            producer_max_batch_size=settings.producer_batch_bytes,
+            producer_compression_type=None
+            if settings.producer_compression == "none"
+            else settings.producer_compression,
             consumer_max_fetch_size=topics.MAX_REQUEST_BYTES,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=settings.commit_interval_seconds,

@@ -13,7 +13,7 @@ record (topic, partition, offset) of `articles.raw`:
   blocked, then reinstated, is published again. More reinstatements than withdrawals (or a withdrawal of a
   duplicate or a rejection) is a *mismatch*;
 - an event without an outcome is **in flight**, not lost, while the pipeline's consumer group has not
-  committed past it on `articles.raw`, or its origin sits on an intermediate topic (`articles.normalized`,
+  committed past it on `articles.raw`, or its origin sits on an intermediate topic (
   `articles.dedup-sequenced`, `articles.unique`, `articles.enriched`) at or after the group's committed offset
   there, or in dedup's reorder hold (the `dedup-held` table's changelog). Under exactly-once the group's
   offsets and a stage's output commit in one transaction, so anything the group has committed past has its
@@ -54,7 +54,8 @@ AUDIT = "takedowns.audit"
 HELD = "dedup-held"  # the table of dedup's reorder hold; its changelog is <group>-dedup-held-changelog
 OUTCOMES = (PUBLISHED, DUPLICATES, REJECTED, RETRACTIONS, AUDIT)
 # Where a raw event can wait between stages, in flow order (the last one an event is seen on is where it is).
-INTERMEDIATES = ("articles.normalized", "articles.dedup-sequenced", "articles.unique", "articles.enriched")
+# (articles.normalized is a side output for consumers: normalize writes dedup's input, the sequence, itself.)
+INTERMEDIATES = ("articles.dedup-sequenced", "articles.unique", "articles.enriched")
 
 # flags: one byte per raw offset
 PRESENT = 0x01  # a committed raw record is at this offset
@@ -64,16 +65,15 @@ KINDS = K_PUBLISHED | K_DUPLICATE | K_REJECTED | K_BLOCKED
 TOUCHED = 0x40  # retracted or reinstated at least once
 KIND_NAMES = {K_PUBLISHED: "published", K_DUPLICATE: "duplicate", K_REJECTED: "rejected", K_BLOCKED: "blocked"}
 # where: one byte per raw offset, a bit per place an event still in flight was seen
-W_NORMALIZED, W_SEQUENCED, W_HELD, W_UNIQUE, W_ENRICHED = 0x01, 0x02, 0x04, 0x08, 0x10
+W_SEQUENCED, W_HELD, W_UNIQUE, W_ENRICHED = 0x02, 0x04, 0x08, 0x10
 WHERE_BITS = {
-    "articles.normalized": W_NORMALIZED,
     "articles.dedup-sequenced": W_SEQUENCED,
     HELD: W_HELD,
     "articles.unique": W_UNIQUE,
     "articles.enriched": W_ENRICHED,
 }
 # furthest downstream first: an event seen in several places is where it got to
-WHERE_ORDER = ("articles.enriched", "articles.unique", HELD, "articles.dedup-sequenced", "articles.normalized")
+WHERE_ORDER = ("articles.enriched", "articles.unique", HELD, "articles.dedup-sequenced")
 NOT_READ = "articles.raw"  # not yet read (committed past) by normalize
 FLOW_ORDER = (NOT_READ, *WHERE_ORDER[::-1])  # how in-flight counts are shown
 # How far before --since the outcome topics are read: an outcome is written after its raw event, but producers

@@ -201,6 +201,12 @@ def worker(stages: str | None) -> None:
     from streams.logs import logging_config
 
     s = _settings()
+    if s.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.install()  # before any loop exists: the worker's and the consumer thread's loops are libuv's
+    elif s.event_loop != "asyncio":
+        raise click.UsageError(f"STREAMS_EVENT_LOOP={s.event_loop!r}: use uvloop or asyncio")
     cluster = asyncio.run(cluster_id(s))
     try:
         pipeline = Pipeline(s, stages=stages.split(",") if stages else None, cluster_id=cluster)

@@ -1,9 +1,10 @@
-"""The dedup agents: articles.normalized -> articles.dedup-sequenced (one partition) -> articles.unique | duplicates.
+"""The dedup agent: articles.dedup-sequenced (one partition) -> articles.unique | articles.duplicates.
 
-Wiring only; every rule is in `streams.stages.dedup`. Why a sequenced topic: a syndicated or near copy has its
-own article_id, so it can arrive on any partition of articles.normalized. Forwarding every article, key
-unchanged, into one partition puts all of them in one order before one state (three tables with changelogs,
-a standby on a second worker), so a copy is caught whichever partition or worker it came through.
+Wiring only; every rule is in `streams.stages.dedup`. Why one sequenced partition: a syndicated or near copy
+has its own article_id, so it comes through any partition of articles.raw. normalize writes every article,
+keyed by article_id, into the single partition of the sequence (beside articles.normalized), so all of them
+meet one state (three tables with changelogs, a standby on a second worker) in one order, and a copy is caught
+whichever partition or worker it came through.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,14 +35,6 @@ if TYPE_CHECKING:
 
 STAGE = "dedup"
 log = logging.getLogger("streams.dedup")
-
-
-@dataclass(frozen=True)
-class Sequenced:
-    """A normalized article forwarded, bytes and key unchanged, into the single partition of the sequence."""
-
-    key: bytes | None
-    value: bytes
 
 
 class _Active:
@@ -128,19 +120,6 @@ def register(p: Pipeline) -> None:
         m.duplicates.labels(match)
     for cause in ("window", "capacity"):
         m.dedup_evictions.labels(cause)
-
-    # -- the forwarding hop ---------------------------------------------------------------------------------
-    runner.register(
-        p,
-        stage="dedup-sequence",
-        source="articles.normalized",
-        handle=lambda inp: Sequenced(inp.key, inp.value or b""),
-        routes={
-            Sequenced: Route(
-                "articles.dedup-sequenced", key=lambda o, _i: o.key, value=lambda o, _i: o.value, outcome="sequenced"
-            )
-        },
-    )
 
     # -- the decisions --------------------------------------------------------------------------------------
     def handle(inp: Input) -> list[Unique | Duplicate | Rejected]:

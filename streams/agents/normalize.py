@@ -43,12 +43,17 @@ def register(p: Pipeline) -> None:
         source="articles.raw",
         handle=handle,
         routes={
-            Normalized: Route(
-                "articles.normalized",
-                key=runner.article_key,
-                value=runner.article_value,
-                outcome="normalized",
-                latency=lambda _o, inp: inp.timestamp_ms,
+            # articles.normalized for consumers and tools (partitioned by article_id), and straight into the
+            # single partition dedup decides on: no forwarding hop (it cost a whole consume-produce transaction).
+            Normalized: (
+                Route(
+                    "articles.normalized",
+                    key=runner.article_key,
+                    value=runner.article_value,
+                    outcome="normalized",
+                    latency=lambda _o, inp: inp.timestamp_ms,
+                ),
+                Route("articles.dedup-sequenced", key=runner.article_key, value=runner.article_value),
             ),
         },
     )

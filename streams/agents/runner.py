@@ -91,6 +91,14 @@ class Route:
     latency: Callable[[Any, Input], int | None] | None = None  # ingestion time (ms) to observe latency from
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """A record passed on unchanged (STREAMS_BENCH_IDENTITY: the plumbing measured without stage work)."""
+
+    key: bytes | None
+    value: bytes
+
+
 Outcomes = Sequence[Any]
 Handler = Callable[[Input], Any]  # returns an outcome, a sequence of them, or None (or awaitable of those)
 BatchHandler = Callable[[list[Input]], Any]  # returns one sequence of outcomes per input, in order
@@ -181,7 +189,7 @@ class StageRunner:
         *,
         stage: str,
         source: str | Sequence[str],
-        routes: Mapping[type, Route],
+        routes: Mapping[type, Route | Sequence[Route]],
         handle: Handler | None = None,
         handle_batch: BatchHandler | None = None,
         batch_size: int = 1,
@@ -193,7 +201,26 @@ class StageRunner:
         self.p = pipeline
         self.stage = stage
         self.sources = (source,) if isinstance(source, str) else tuple(source)
-        self.routes: dict[type, Route] = {Rejected: rejected_route(pipeline, stage), **routes}
+        self.routes: dict[type, tuple[Route, ...]] = {
+            kind: (r,) if isinstance(r, Route) else tuple(r)
+            for kind, r in {Rejected: rejected_route(pipeline, stage), **routes}.items()
+        }
+        if pipeline.settings.bench_identity:
+            # The plumbing alone (streams bench): every record goes on unchanged to the stage's main output,
+            # through the same gate, transactions, routing and counting, with no stage work.
+            main = next(rs for kind, rs in self.routes.items() if kind is not Rejected)
+            self.routes = {
+                Forwarded: tuple(
+                    Route(r.topic, key=lambda o, _i: o.key, value=lambda o, _i: o.value, outcome="forwarded")
+                    for r in main
+                )
+            }
+            handle = (lambda inp: Forwarded(inp.key, inp.value or b"")) if handle is not None else None
+            handle_batch = (
+                (lambda inputs: [[Forwarded(i.key, i.value or b"")] for i in inputs])
+                if handle_batch is not None
+                else None
+            )
         self.handle = handle
         self.handle_batch = handle_batch
         self.batch_size = max(1, batch_size)
@@ -205,13 +232,15 @@ class StageRunner:
         self._latency = m.end_to_end_seconds.labels(stage)
         self._errors = m.stage_errors.labels(stage)
         self._out_counter = m.events_out
-        for r in self.routes.values():
-            if isinstance(r.outcome, str):
-                m.events_out.labels(stage, r.outcome)
+        for rs in self.routes.values():
+            for r in rs:
+                if isinstance(r.outcome, str):
+                    m.events_out.labels(stage, r.outcome)
         m.prime(stage, reasons=(INTERNAL_ERROR,))
         for why in eos.SKIP_REASONS:
             m.redeliveries_skipped.labels(stage, why)
         self._skipped = m.redeliveries_skipped
+        self._names: dict[str, str] = {}  # logical topic -> physical name
 
     # -- registration --------------------------------------------------------------------------------------
     def register(self) -> None:
@@ -224,6 +253,7 @@ class StageRunner:
     # -- one record at a time --------------------------------------------------------------------------------
     async def _run(self, stream: Any) -> None:
         app = self.p.app
+        queue = stream.channel.queue
         async for ev in stream.events():
             async with eos.processing(app, ev) as skip:
                 if skip:
@@ -238,6 +268,8 @@ class StageRunner:
                 await self._route(inp, outcomes)
                 if counted:
                     self._seconds.observe(time.perf_counter() - started)
+            if queue.empty():  # the input ran dry: commit now rather than at the next interval
+                eos.request_commit(app, ev.message.tp)
 
     async def _call(self, inp: Input) -> list[Any]:
         assert self.handle is not None
@@ -283,6 +315,9 @@ class StageRunner:
                 for c in counted:
                     if c:
                         self._seconds.observe(per_record)
+            if queue.empty():
+                for tp in {ev.message.tp for ev in batch}:
+                    eos.request_commit(app, tp)
 
     async def _call_batch(self, inputs: list[Input]) -> list[list[Any]]:
         assert self.handle_batch is not None
@@ -315,21 +350,24 @@ class StageRunner:
 
     async def _route(self, inp: Input, outcomes: list[Any]) -> None:
         for outcome in outcomes:
-            route = self.routes.get(type(outcome))
-            if route is None:
+            routes = self.routes.get(type(outcome))
+            if routes is None:
                 raise TypeError(f"{self.stage} returned {type(outcome).__name__}, which has no route")
-            topic = self.p.topic(route.topic)
-            partition = route.partition(outcome) if route.partition is not None else None
-            await topic.send(key=route.key(outcome, inp), value=route.value(outcome, inp), partition=partition)
-            if route.outcome is not None:
-                label = route.outcome if isinstance(route.outcome, str) else route.outcome(outcome)
-                self._out_counter.labels(self.stage, label).inc()
-            if route.count is not None:
-                route.count(outcome)
-            if route.latency is not None:
-                ms = route.latency(outcome, inp)
-                if ms is not None:
-                    self._latency.observe(max(0.0, time.time() - ms / 1000))
+            for route in routes:
+                partition = route.partition(outcome) if route.partition is not None else None
+                topic = self._names.get(route.topic) or self._names.setdefault(
+                    route.topic, self.p.settings.topic(route.topic)
+                )
+                await eos.send(self.p.app, topic, route.key(outcome, inp), route.value(outcome, inp), partition)
+                if route.outcome is not None:
+                    label = route.outcome if isinstance(route.outcome, str) else route.outcome(outcome)
+                    self._out_counter.labels(self.stage, label).inc()
+                if route.count is not None:
+                    route.count(outcome)
+                if route.latency is not None:
+                    ms = route.latency(outcome, inp)
+                    if ms is not None:
+                        self._latency.observe(max(0.0, time.time() - ms / 1000))
 
 
 def _as_list(result: Any) -> list[Any]:

@@ -154,15 +154,15 @@ def test_committed_offsets_tell_events_in_flight_from_lost_ones(topics):
         )
 
     asyncio.run(send_all(s, "articles.published", [(None, article(0)), (None, article(1))], partition=0))
-    asyncio.run(send_all(s, "articles.normalized", [(None, article(2))], partition=0))
-    # normalize processed raw 0..3; dedup has not read articles.normalized yet; 4 and 5 are not read at all
-    asyncio.run(commit_group(s, {("articles.raw", 0): 4, ("articles.normalized", 0): 0}))
+    asyncio.run(send_all(s, "articles.dedup-sequenced", [(None, article(2))], partition=0))
+    # normalize processed raw 0..3; dedup has not read the sequence yet; 4 and 5 are not read at all
+    asyncio.run(commit_group(s, {("articles.raw", 0): 4, ("articles.dedup-sequenced", 0): 0}))
 
     rc, doc = audit_json(s)
     assert rc == 1
     assert doc["unaccounted"] == [{"topic": s.topic("articles.raw"), "partition": 0, "offset": 3}]
     assert doc["accounting"]["in_flight"] == 3
-    assert doc["in_flight_by"] == {"articles.raw": 2, "articles.normalized": 1}
+    assert doc["in_flight_by"] == {"articles.raw": 2, "articles.dedup-sequenced": 1}
     assert doc["accounting"]["published"] == 2
 
     asyncio.run(

@@ -100,6 +100,6 @@ def test_recovery_is_visible_while_it_runs_and_the_state_comes_back(topics, work
     # The recovered state is real: a syndicated copy of archive article 123 (same text) is caught.
     copy = article(1, url="https://copier.example/123", text="text 123", title="")
     copy["revision"] = short_hash("text 123")
-    asyncio.run(send_all(s, "articles.normalized", [(copy["article_id"].encode(), orjson.dumps(copy))]))
+    asyncio.run(send_all(s, "articles.dedup-sequenced", [(copy["article_id"].encode(), orjson.dumps(copy))]))
     [dup] = values(asyncio.run(read_committed(s, "articles.duplicates", expect=1, timeout=120, settle=0.5)))
     assert dup["match"] == "same_content" and dup["duplicate_of"] == short_hash("https://archive.example/123")

@@ -130,7 +130,7 @@ def _article(raw: dict[str, Any], *, origin: dict[str, Any], now: datetime) -> N
         return Rejected(
             "bad_url",
             _sentence(f"The url is not usable: {canonical.reason}"),
-            {"url": urls.public_spelling(url_text[:_URL_DETAIL_CHARS])},
+            {"url": _refused_url(url_text)},
         )
     metadata = _safe_metadata(raw["metadata"]) if isinstance(raw.get("metadata"), dict) else None
     if isinstance(metadata, int):
@@ -387,6 +387,18 @@ def _web_link(value: Any) -> str | None:
 
 
 _ACTIVE_SCHEMES = frozenset({"javascript", "vbscript", "livescript"})
+
+
+def _refused_url(value: str) -> str:
+    """A refused URL as details.url shows it: its first characters, publicly spelt, and a script URL made inert by
+    escaping the colon of its scheme ("javascript%3Aalert(1)"), since whatever shows rejections may render the
+    field as a link. The payload keeps the original."""
+    shown = urls.public_spelling(value[:_URL_DETAIL_CHARS])
+    if urls.scheme_of(shown) in _ACTIVE_SCHEMES | {"data"}:
+        shown = shown.replace(":", "%3A", 1)
+    return shown
+
+
 _INERT_DATA = re.compile(r"\s*data:image/(?:png|jpe?g|gif|webp|avif)[;,]", re.IGNORECASE)
 
 
