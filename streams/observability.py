@@ -77,6 +77,12 @@ class Observability(Service):
         pipeline.add_route("GET", "/ready", self._ready)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        # The recovery gauges as of this scrape, not of the last 2 s export: a snapshot restore can begin and
+        # end between two exports, and a scrape would then never see it.
+        try:
+            self._export_recovery()
+        except Exception:  # a metrics glitch must never fail the scrape
+            log.exception("exporting recovery progress failed")
         body = generate_latest(self.pipeline.metrics.registry)
         return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0], charset="utf-8")
 
