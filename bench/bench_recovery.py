@@ -20,7 +20,7 @@
 #    fetch sizes, no processing), once before and once after the worker run; the mean is the baseline.
 # 4. Start `streams worker --stages dedup` with an EMPTY data dir, so all state comes from the changelogs,
 #    and measure (a) process start -> /ready 200, and "recovery proper" (partitions assigned -> ready, from the
-#    worker's JSON log); then send one article, a near copy of a synthetic article, to articles.normalized:
+#    worker's JSON log); then send one article, a near copy of a synthetic article, to articles.dedup-sequenced:
 #    (b) the "dedup_index_rebuilt" event (seconds, articles), (c) process start -> the copy is decided on
 #    articles.duplicates (read_committed; it must name the synthetic original, which proves the state came
 #    back, else the run says STATE LOST), (d) peak RSS (VmHWM) at ready and at the end, beside the empty-state
@@ -262,7 +262,8 @@ def normalized(url: str, title: str, body: str, published: datetime) -> dict[str
 async def send_and_wait_decision(
     settings: Settings, article: dict[str, Any], timeout: float
 ) -> tuple[float, float, Any]:
-    """Sends `article` to articles.normalized; returns (sent at, decided at, the decision record) in time.time()."""
+    """Sends `article` to dedup's input, the one partition of articles.dedup-sequenced (as normalize writes it);
+    returns (sent at, decided at, the decision record) in time.time()."""
     outputs = [settings.topic("articles.unique"), settings.topic("articles.duplicates")]
     consumer = c.committed_consumer(settings)
     await consumer.start()
@@ -272,7 +273,10 @@ async def send_and_wait_decision(
         await c.assign_all(consumer, outputs, from_end=True)
         sent = time.time()
         await producer.send_and_wait(
-            settings.topic("articles.normalized"), key=article["article_id"].encode(), value=dumps(article)
+            settings.topic("articles.dedup-sequenced"),
+            key=article["article_id"].encode(),
+            value=dumps(article),
+            partition=0,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -275,7 +275,7 @@ def test_ready_says_503_and_the_gauges_count_down_while_a_snapshot_loads(topics,
     for i in (123, ENTRIES + 7):
         copy = article(1, url=f"https://copier.example/{i}", text=f"text {i}", title="")
         copy["revision"] = short_hash(f"text {i}")
-        asyncio.run(send_all(s, "articles.normalized", [(copy["article_id"].encode(), orjson.dumps(copy))]))
+        asyncio.run(send_all(s, "articles.dedup-sequenced", [(copy["article_id"].encode(), orjson.dumps(copy))]))
     dups = values(asyncio.run(read_committed(s, "articles.duplicates", expect=2, timeout=120, settle=0.5)))
     assert sorted(d["duplicate_of"] for d in dups) == sorted(
         short_hash(f"https://archive.example/{i}") for i in (123, ENTRIES + 7)
