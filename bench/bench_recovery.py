@@ -20,7 +20,7 @@
 #    fetch sizes, no processing), once before and once after the worker run; the mean is the baseline.
 # 4. Start `streams worker --stages dedup` with an EMPTY data dir, so all state comes from the changelogs,
 #    and measure (a) process start -> /ready 200, and "recovery proper" (partitions assigned -> ready, from the
-#    worker's JSON log); then send one article, a near copy of a synthetic article, to articles.normalized:
+#    worker's JSON log); then send one article, a near copy of a synthetic article, to articles.dedup-sequenced:
 #    (b) the "dedup_index_rebuilt" event (seconds, articles), (c) process start -> the copy is decided on
 #    articles.duplicates (read_committed; it must name the synthetic original, which proves the state came
 #    back, else the run says STATE LOST), (d) peak RSS (VmHWM) at ready and at the end, beside the empty-state
@@ -262,7 +262,8 @@ def normalized(url: str, title: str, body: str, published: datetime) -> dict[str
 async def send_and_wait_decision(
     settings: Settings, article: dict[str, Any], timeout: float
 ) -> tuple[float, float, Any]:
-    """Sends `article` to articles.normalized; returns (sent at, decided at, the decision record) in time.time()."""
+    """Sends `article` to dedup's input, the one partition of articles.dedup-sequenced (as normalize writes it);
+    returns (sent at, decided at, the decision record) in time.time()."""
     outputs = [settings.topic("articles.unique"), settings.topic("articles.duplicates")]
     consumer = c.committed_consumer(settings)
     await consumer.start()
@@ -272,7 +273,10 @@ async def send_and_wait_decision(
         await c.assign_all(consumer, outputs, from_end=True)
         sent = time.time()
         await producer.send_and_wait(
-            settings.topic("articles.normalized"), key=article["article_id"].encode(), value=dumps(article)
+            settings.topic("articles.dedup-sequenced"),
+            key=article["article_id"].encode(),
+            value=dumps(article),
+            partition=0,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -431,16 +435,25 @@ def wait_ready_sampling(w: c.Proc, timeout: float) -> Waited:
     raise RuntimeError(f"worker not ready after {timeout:.0f} s:\n{w.tail()}")
 
 
-def restart(i: int, settings: Settings, written: Written, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Step 4: one worker on an empty data dir; recovery, the first decision, memory."""
+def restart(
+    i: int,
+    settings: Settings,
+    written: Written,
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str] | None = None,
+    after: Any = None,
+) -> dict[str, Any]:
+    """Step 4: one worker on an empty data dir; recovery, the first decision, memory. `env`: more STREAMS_*
+    variables for the worker; `after(worker, settings, r)`: called once the first decision is measured."""
     n, prefix = written.articles, settings.topic_prefix
     state = work / f"{n}-recovery-state-{i}"
     if state.exists():
         shutil.rmtree(state)
     rsettings = dataclasses.replace(settings, data_dir=str(state), web_port=c.free_port())
-    print(f"  4.{i + 1} restart: streams worker --stages dedup, empty data dir {state}", flush=True)
+    print(f"  4.{i + 1} restart: streams worker --stages dedup, empty data dir {state} {env or ''}", flush=True)
     r: dict[str, Any] = {}
-    w = c.Proc.worker(rsettings, work / f"{n}-worker-recovery-{i}.log", stages="dedup")
+    w = c.Proc.worker(rsettings, work / f"{n}-worker-recovery-{i}.log", stages="dedup", **(env or {}))
     try:
         waited = wait_ready_sampling(w, timeout=args.timeout)
         ready = waited.ready_at
@@ -477,6 +490,10 @@ def restart(i: int, settings: Settings, written: Written, args: argparse.Namespa
         rebuilt = w.events("dedup_index_rebuilt")
         r["rebuild_s"] = rebuilt[-1]["seconds"] if rebuilt else float("nan")
         r["rebuild_articles"] = rebuilt[-1]["articles"] if rebuilt else -1
+        r["rebuilds"] = [(e["source"], e["seconds"]) for e in rebuilt if "source" in e]
+        restored = w.events("dedup_snapshot_restored")
+        r["restored"] = restored[-1] if restored else None
+        r["not_restored"] = [e.get("reason") for e in w.events("dedup_snapshot_not_used")]
         done = w.events("recovery_done")
         r["recovery_done_s"] = done[-1]["seconds"] if done else None
         r["hwm_end_kb"] = w.status_kb("VmHWM") or 0
@@ -489,6 +506,8 @@ def restart(i: int, settings: Settings, written: Written, args: argparse.Namespa
             f"{r['rebuild_articles']:,} articles -> {verdict}",
             flush=True,
         )
+        if after is not None:
+            after(w, rsettings, r)
     finally:
         w.stop()
     r["state_bytes"] = du(state)
@@ -854,6 +873,186 @@ def snapshot_size(n: int, args: argparse.Namespace, corpus: Corpus, work: Path) 
     return r
 
 
+# -- the snapshot path through the real worker (--worker-snapshot) ---------------------------------------------
+def write_snapshot_from_worker(w: c.Proc, settings: Settings, r: dict[str, Any], timeout: float) -> None:
+    """Keeps articles flowing into the recovered worker (commits happen only while records flow) until it has
+    written a snapshot of its state; notes the writer's figures in `r`."""
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while not w.events("dedup_snapshot_written"):
+        if time.monotonic() > deadline or not w.alive():
+            raise RuntimeError(f"no snapshot written within {timeout:.0f} s:\n{w.tail()}")
+        art = normalized(
+            f"https://www.wire.example/news/after-recovery-{sent}",
+            f"Filler {sent}",
+            f"Harbour council report number {sent} approved. " * 30,
+            datetime.now(UTC) - timedelta(minutes=5),
+        )
+        c.run(send_and_wait_decision(settings, art, timeout=60))
+        sent += 1
+        time.sleep(0.5)
+    done = w.events("dedup_snapshot_written")[-1]
+    r["snapshot_written"] = {k: done[k] for k in ("seconds", "records", "bytes", "counts")}
+    r["fillers"] = sent
+    print(
+        f"      the worker wrote a snapshot: {done['records']} records, {done['bytes'] / MB:.0f} MB in "
+        f"{done['seconds']:.1f} s ({done['counts']}), {sent} articles sent to get commits",
+        flush=True,
+    )
+
+
+def worker_snapshot_size(n: int, args: argparse.Namespace, corpus: Corpus, work: Path) -> dict[str, Any]:
+    """N articles in the changelogs; a worker with an empty state dir recovers them the old way (the
+    changelog replay) and writes a snapshot; then another, empty again, recovers from that snapshot; beside
+    plain reads of the changelogs and of the snapshot topic, in the same run."""
+    wall = time.perf_counter()
+    prefix = f"benchrecsnap{uuid.uuid4().hex[:8]}."
+    base = Settings.from_env()
+    max_entries = max(base.dedup_max_entries, n + n // 2 + 1000)
+    settings = Settings.from_env(
+        topic_prefix=prefix,
+        data_dir=str(work / f"{n}-probe-state"),
+        web_port=c.free_port(),
+        log_format="json",
+        log_level="info",
+        dedup_max_entries=max_entries,
+    )
+    cfg = DedupConfig.from_settings(settings)
+    names = (f"{settings.group_id}-dedup-articles-changelog", f"{settings.group_id}-dedup-content-changelog")
+    snapshot_topic = settings.topic("articles.dedup-snapshots")
+    r: dict[str, Any] = {"n": n, "prefix": prefix}
+    print(f"\n== {n:,} articles through the worker, snapshot vs changelog: topic prefix {prefix}", flush=True)
+    try:
+        c.run(create_topics(settings))
+        print("  1. empty-state worker: creates the changelogs, one article through it", flush=True)
+        w0 = c.Proc.worker(
+            settings, work / f"{n}-snap-worker-empty.log", stages="dedup", STREAMS_DEDUP_SNAPSHOT_INTERVAL_SECONDS="0"
+        )
+        ready0 = w0.wait_ready(timeout=args.timeout)
+        r["empty_ready_s"] = ready0 - w0.started
+        first = normalized(
+            "https://www.wire.example/news/probe-first",
+            "Probe article",
+            "Talks opened in Geneva on Monday. " * 40,
+            datetime.now(UTC) - timedelta(hours=2),
+        )
+        c.run(send_and_wait_decision(settings, first, timeout=60))
+        w0.stop()
+        records = c.run(read_changelog_records(settings, names))
+        fields, r["format"] = check_format(records, names, first)
+        print(f"     ready in {r['empty_ready_s']:.2f} s; changelog format: {r['format']}")
+        print(f"  2. writing {n:,} entries into the changelogs", flush=True)
+        written = c.run(write_changelogs(settings, names, n, corpus, cfg, args.seed + n, args.txn_size, fields))
+        r["written"] = written
+        print(f"     {written.articles:,} + {written.content:,} entries in {written.seconds:.0f} s", flush=True)
+        print("  3. baseline: plain read of both changelogs", flush=True)
+        b1 = c.run(plain_read(settings, names))
+        print(f"     {b1[1]:,} records, {b1[2] / MB:.0f} MB in {b1[0]:.2f} s", flush=True)
+
+        # 4.1 the old path: the whole changelogs replayed; this worker then writes the first snapshot
+        old_env = {"STREAMS_DEDUP_SNAPSHOT_RESTORE": "false", "STREAMS_DEDUP_SNAPSHOT_INTERVAL_SECONDS": "1"}
+        r["old"] = restart(
+            0,
+            settings,
+            written,
+            args,
+            work,
+            env=old_env,
+            after=lambda w, s, rr: write_snapshot_from_worker(w, s, rr, args.timeout),
+        )
+        # 3'. baseline of the new path: the snapshot topic read plainly
+        t = time.perf_counter()
+        snap_records = c.run(read_topic(settings, snapshot_topic))
+        r["snapshot_read_s"] = time.perf_counter() - t
+        r["snapshot_bytes"] = sum(len(v) for v in snap_records.values() if v is not None)
+        del snap_records
+        print(
+            f"  3'. plain read of {snapshot_topic}: {r['snapshot_bytes'] / MB:.0f} MB in {r['snapshot_read_s']:.2f} s"
+        )
+
+        # 4.2 the snapshot path: empty state dir again, the snapshot loaded, the changelog tail replayed
+        r["new"] = restart(1, settings, written, args, work, env={"STREAMS_DEDUP_SNAPSHOT_INTERVAL_SECONDS": "0"})
+        b2 = c.run(plain_read(settings, names))
+        r["baseline_runs"] = (b1[0], b2[0])
+        r["baseline_s"] = (b1[0] + b2[0]) / 2
+        r["records"], r["bytes"] = b1[1], b1[2]
+        print(f"  3''. baseline again: {b2[0]:.2f} s", flush=True)
+    finally:
+        c.stop_all()
+        if not args.keep:
+            deleted = c.run(c.delete_prefix(settings, [prefix], groups=[settings.group_id]))
+            print(f"  deleted {deleted} topics of {prefix}")
+    r["wall_s"] = time.perf_counter() - wall
+    report_worker_snapshot(r)
+    return r
+
+
+def report_worker_snapshot(r: dict[str, Any]) -> None:
+    old, new, base, sbase = r["old"], r["new"], r["baseline_s"], r["snapshot_read_s"]
+    restored = new.get("restored") or {}
+    tables = restored.get("tables", {})
+    tail = sum(t.get("tail", 0) for t in tables.values())
+
+    def rebuild(x: dict[str, Any]) -> str:
+        return ", ".join(f"{src} {sec:.1f} s" for src, sec in x.get("rebuilds", [])) or "-"
+
+    rows = [
+        (
+            "plain read of both changelogs (old path's baseline)",
+            f"{base:.2f} s",
+            "",
+            f"{r['records']:,} records, {r['bytes'] / MB:.0f} MB; runs {r['baseline_runs'][0]:.2f} / "
+            f"{r['baseline_runs'][1]:.2f} s",
+        ),
+        (
+            "plain read of the snapshot topic (snapshot path's baseline)",
+            f"{sbase:.2f} s",
+            "",
+            f"{r['snapshot_bytes'] / MB:.0f} MB",
+        ),
+        (
+            "changelog replay: process start -> /ready 200",
+            f"{old['ready_s']:.1f} s",
+            f"x{old['ready_s'] / base:.1f} changelog read",
+            f"assigned -> ready {old['recovery_s']:.1f} s; index {rebuild(old)}",
+        ),
+        (
+            "changelog replay: process start -> first decision",
+            f"{old['decided_s']:.1f} s",
+            f"x{old['decided_s'] / base:.1f} changelog read",
+            "state recovered" if old["state_ok"] else "STATE LOST",
+        ),
+        (
+            "snapshot: process start -> /ready 200",
+            f"{new['ready_s']:.1f} s",
+            f"x{new['ready_s'] / sbase:.1f} snapshot read, x{new['ready_s'] / base:.2f} changelog read",
+            f"restore {restored.get('seconds', float('nan')):.1f} s (read {restored.get('read_seconds', 0):.1f} + "
+            f"load {restored.get('load_seconds', 0):.1f}); tail {tail:,} records; assigned -> ready "
+            f"{new['recovery_s']:.1f} s; index {rebuild(new)}",
+        ),
+        (
+            "snapshot: process start -> first decision",
+            f"{new['decided_s']:.1f} s",
+            f"x{new['decided_s'] / sbase:.1f} snapshot read; x{old['decided_s'] / new['decided_s']:.1f} faster",
+            "state recovered" if new["state_ok"] else f"STATE LOST {new.get('not_restored')}",
+        ),
+        (
+            "peak RSS at ready: changelog / snapshot",
+            f"{old['hwm_ready_kb'] / 1024:.0f} / {new['hwm_ready_kb'] / 1024:.0f} MB",
+            "",
+            f"after the first decision {old['hwm_end_kb'] / 1024:.0f} / {new['hwm_end_kb'] / 1024:.0f} MB",
+        ),
+    ]
+    sw = r["old"].get("snapshot_written", {})
+    print(f"\n-- dedup recovery of {r['n']:,} articles with an empty state dir (wall {r['wall_s']:.0f} s)")
+    print(c.table(("figure", "value", "ratio", "notes"), rows))
+    if sw:
+        print(
+            f"the snapshot, written by the recovered worker: {sw['records']} records, {sw['bytes'] / MB:.0f} MB in "
+            f"{sw['seconds']:.1f} s; counts {sw['counts']}"
+        )
+
+
 async def create_snapshot_topic(settings: Settings, topic: str) -> None:
     from aiokafka.admin import NewTopic
 
@@ -899,6 +1098,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure the snapshot path instead (stage side: snapshot topic -> RocksDB stores + index -> decision)",
     )
+    ap.add_argument(
+        "--worker-snapshot",
+        action="store_true",
+        help="through the real worker, empty state dir: the changelog replay (which then writes a snapshot) vs "
+        "the snapshot restore, beside plain reads of the changelogs and of the snapshot topic",
+    )
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     c.on_signals_exit()
@@ -913,6 +1118,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.snapshot:
             for n in sizes:
                 snapshot_size(n, args, corpus, work)
+            return 0
+        if args.worker_snapshot:
+            for n in sizes:
+                worker_snapshot_size(n, args, corpus, work)
             return 0
         for n in sizes:
             results.append(one_size(n, args, corpus, work))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -84,6 +84,7 @@ class Pipeline:
         self.facts = ConsumerFacts(self.app)
         self.tables: dict[str, Any] = {}  # Faust tables by name, for recovery metrics and readiness
         self._readiness: dict[str, Callable[[], bool]] = {}
+        self._recovery_progress: list[Callable[[], Mapping[str, int]]] = []
         self._services: list[Service] = []
         self._topics: dict[tuple[str, ...], Any] = {}
         self.web = WebServer(settings.web_host, settings.web_port, max_body_bytes=settings.web_max_body_bytes)
@@ -97,14 +98,16 @@ class Pipeline:
             STAGES[name](self)
 
     # -- what stages register ---------------------------------------------------------------------------------
-    def table(self, name: str) -> Any:
-        """The Faust table `name` of the changelog registry (streams.topics.CHANGELOGS), registered."""
+    def table(self, name: str, **options: Any) -> Any:
+        """The Faust table `name` of the changelog registry (streams.topics.CHANGELOGS), registered.
+        `options` go to Faust's Table (e.g. on_changelog_event)."""
         spec = topics.CHANGELOG_BY_TABLE[name]
         table = self.app.Table(
             name,
             partitions=spec.partition_count(self.settings),
             help=spec.description,
             extra_topic_configs=spec.topic_config(),
+            **options,
         )
         return self.add_table(name, table)
 
@@ -118,6 +121,20 @@ class Pipeline:
     def add_readiness(self, name: str, check: Callable[[], bool]) -> None:
         """One more condition of /ready (e.g. an in-memory index built); its name is reported while false."""
         self._readiness[name] = check
+
+    def add_recovery_progress(self, remaining: Callable[[], Mapping[str, int]]) -> None:
+        """State a stage restores besides Faust's changelog replay (e.g. a snapshot it loads before the app
+        starts): `remaining()` gives records still to load per table, added to the recovery gauges and
+        /ready's `recovering`."""
+        self._recovery_progress.append(remaining)
+
+    def recovery_remaining(self) -> dict[str, int]:
+        """Records per table still to restore outside Faust's own recovery (see add_recovery_progress)."""
+        out: dict[str, int] = {}
+        for remaining in self._recovery_progress:
+            for table, n in remaining().items():
+                out[table] = out.get(table, 0) + n
+        return out
 
     def add_service(self, service: Service) -> None:
         """A service the worker starts beside the app and stops with it."""
@@ -164,6 +181,7 @@ class Pipeline:
         assigned = len(self.facts.assignment())
         recovery = self.facts.recovery()
         recovering = bool(recovery and (recovery.in_recovery or recovery.active_remaining_total() > 0))
+        recovering = recovering or any(n > 0 for n in self.recovery_remaining().values())
         rebalancing = self.facts.rebalancing()
         waiting_for = sorted(name for name, check in self._readiness.items() if not check())
         ready = assigned > 0 and not recovering and not rebalancing and not waiting_for

@@ -309,6 +309,7 @@ class _AppState:
         self.persist: dict[str, dict[Any, tuple[Any, int]]] = collections.defaultdict(dict)
         self.poisoned: set[str] = set()
         self.rewind_callbacks: list[Callable[[set[Any]], Awaitable[None] | None]] = []
+        self.commit_callbacks: list[Callable[[str], None]] = []
         self.last_rewind: dict[str, float] = {}
         self.logged: set[tuple[Any, int | None, str]] = set()  # (partition, epoch, reason) already logged
         self.commit_requested: set[str] = set()
@@ -346,6 +347,18 @@ def transactional_id(app: Any, tp: Any) -> str:
 def on_rewind(app: Any, callback: Callable[[set[Any]], Awaitable[None] | None]) -> None:
     """Call `callback(tps)` after partitions were rewound and their aborted table writes undone."""
     state(app).rewind_callbacks.append(callback)
+
+
+def on_commit(app: Any, callback: Callable[[str], None]) -> None:
+    """Call `callback(tid)` right after transaction `tid` committed, before its next event is processed.
+
+    Additive hook, no correction: the callback runs synchronously under the transaction's gate, after the
+    committed changelog offsets were persisted to the stores, so the local stores of the tables written in
+    `tid` hold exactly what its committed transactions wrote (no write of an open transaction that may still
+    abort). For a consistent view of them (streams.agents.dedup_snapshots); it must not block: take the view
+    (e.g. RocksDB iterators, whose implicit snapshot is fixed when they are created) and work on it later.
+    An exception in it is logged and does not fail the commit."""
+    state(app).commit_callbacks.append(callback)
 
 
 # The source partition of the event being processed: `_send` routes output into its transaction. A context
@@ -918,6 +931,11 @@ async def _commit_one(consumer: Consumer, st: _AppState, tid: str, tps: set[Any]
         cast(Any, consumer)._thread.tp_last_committed_at.update({tp: committed_at for tp in offsets})
         app.tables.on_commit(offsets)
         app.monitor.on_tp_commit(offsets)
+        for callback in list(st.commit_callbacks):  # still under the gate: see on_commit
+            try:
+                callback(tid)
+            except Exception:
+                log.exception("a commit callback of %s failed", tid)
         return True
 
 

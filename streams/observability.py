@@ -77,6 +77,12 @@ class Observability(Service):
         pipeline.add_route("GET", "/ready", self._ready)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        # The recovery gauges as of this scrape, not of the last 2 s export: a snapshot restore can begin and
+        # end between two exports, and a scrape would then never see it.
+        try:
+            self._export_recovery()
+        except Exception:  # a metrics glitch must never fail the scrape
+            log.exception("exporting recovery progress failed")
         body = generate_latest(self.pipeline.metrics.registry)
         return web.Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0], charset="utf-8")
 
@@ -131,15 +137,17 @@ class Observability(Service):
         if recovery is None or not p.tables:
             return
         remaining = recovery.active_remaining() if recovery.in_recovery else {}
+        restoring = p.recovery_remaining()  # e.g. a dedup snapshot loading before Faust's recovery
         for name, table in p.tables.items():
             changelog = table.changelog_topic.get_topic_name()
             left = sum(n for tp, n in remaining.items() if tp.topic == changelog and n > 0)
+            left += max(0, restoring.get(name, 0))
             total = self._recovery_totals.get(name, 0)
             if left > total:  # the largest backlog seen in this recovery is its 0 % mark
                 self._recovery_totals[name] = total = left
             p.metrics.recovery_remaining.labels(name).set(left)
             p.metrics.recovery_ratio.labels(name).set(1.0 if total == 0 else 1.0 - left / total)
-        if recovery.in_recovery:
+        if recovery.in_recovery or any(n > 0 for n in restoring.values()):
             self._recovered_logged = False
             self._recovering_since = self._recovering_since or time.monotonic()
         elif not self._recovered_logged and recovery.completed.is_set():

@@ -63,6 +63,10 @@ class Settings:
     dedup_lsh_bands: int = 16  # LSH tables of the dedup index (about 11 bytes of RAM per article each)
     dedup_lsh_rows: int = 2  # values per band: 2 makes pairs with Jaccard 0.35 candidates 88% of the time, 0.5: 99%
     dedup_max_candidates: int = 256  # LSH candidates dedup screens per article at most (bounds latency on floods)
+    # dedup: snapshots for fast recovery (issue 12; streams.agents.dedup_snapshots, BENCHMARKS.md)
+    dedup_snapshot_interval_seconds: float = 300.0  # the active dedup worker snapshots its tables this often; 0: never
+    dedup_snapshot_restore: bool = True  # a worker whose dedup stores are empty loads the latest snapshot first
+    dedup_snapshot_chunk_bytes: int = 4 * 1024 * 1024  # target size of one snapshot record (the topic takes 10 MiB)
     # kafka security: how every client (worker, tools, admin) authenticates to and encrypts towards the cluster.
     # Secrets are marked: `streams config` and repr() show *** for them, and nothing logs them.
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL

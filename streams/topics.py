@@ -26,6 +26,7 @@ class Topic:
     retention_ms: int = 7 * DAY_MS  # -1 keeps forever
     max_message_bytes: int = 4 * MIB
     internal: bool = False
+    extra_config: tuple[tuple[str, str], ...] = ()  # further topic configs (e.g. compaction pace)
 
     def physical(self, settings: Settings) -> str:
         return settings.topic(self.name)
@@ -38,6 +39,7 @@ class Topic:
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
             "max.message.bytes": str(self.max_message_bytes),
+            **dict(self.extra_config),
         }
 
 
@@ -124,6 +126,27 @@ DEDUP_SEQUENCED = Topic(
     partitions=1,
     internal=True,
 )
+DEDUP_SNAPSHOTS = Topic(
+    "articles.dedup-snapshots",
+    None,
+    '"manifest" (the latest snapshot: its changelog offsets and chunk keys), or "<snapshot id>/<n>" (a chunk)',
+    "Internal: snapshots of dedup's three tables, so a worker with an empty state dir loads them in seconds "
+    "and replays only the changelog records written after the latest one (streams.agents.dedup_snapshots).",
+    partitions=1,
+    cleanup_policy="compact",
+    retention_ms=-1,
+    # 10 MiB, as articles.raw: under MAX_REQUEST_BYTES (11 MiB), which every producer and fetch allows; the
+    # writer's chunks are a few MiB
+    max_message_bytes=10 * MIB,
+    internal=True,
+    # An old snapshot's chunks are tombstoned once the next one is whole: short segments and eager cleaning
+    # keep the topic near one snapshot's size (about 530 MB for 1M articles) instead of every one written.
+    extra_config=(
+        ("segment.ms", str(10 * 60 * 1000)),
+        ("delete.retention.ms", str(10 * 60 * 1000)),
+        ("min.cleanable.dirty.ratio", "0.1"),
+    ),
+)
 
 ALL: tuple[Topic, ...] = (
     RAW,
@@ -138,6 +161,7 @@ ALL: tuple[Topic, ...] = (
     TAKEDOWNS_AUDIT,
     TAKEDOWNS_FANOUT,
     DEDUP_SEQUENCED,
+    DEDUP_SNAPSHOTS,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 # The largest request a client makes: producers' max_request_size and consumers' fetch sizes. One raw event may

@@ -299,3 +299,52 @@ def test_table_writes_of_one_transaction_reach_the_changelog_in_the_order_made(o
     log = asyncio.run(run())
     made = ["put 263", "delete 263", "put 264", "delete 264"]
     assert (log == made) is ordered, log
+
+
+# --- the on_commit hook (for consistent views of the tables, streams.agents.dedup_snapshots) ----------------
+
+
+class _App:
+    """The few attributes of a Faust app and its consumer that a commit touches."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.conf = type("Conf", (), {"id": "app"})()
+        self.committed: list[dict] = []
+        app = self
+
+        class Producer:
+            async def commit_transactions(self, offsets: dict, group: str, start_new_transaction: bool) -> None:
+                if fail:
+                    raise RuntimeError("broker away")
+                app.committed.append(offsets)
+
+        self.tables = type("Tables", (), {"on_commit": lambda self, offsets: None})()
+        self.monitor = type("Monitor", (), {"on_tp_commit": lambda self, offsets: None})()
+        self.consumer = type(
+            "Consumer",
+            (),
+            {
+                "app": self,
+                "transactions": type("T", (), {"producer": Producer()})(),
+                "_committed_offset": {},
+                "_thread": type("Thread", (), {"tp_last_committed_at": {}})(),
+            },
+        )()
+
+
+async def test_a_commit_callback_runs_after_the_commit_under_the_transactions_gate() -> None:
+    from aiokafka import TopicPartition
+
+    from streams import eos
+
+    tp = TopicPartition("articles.dedup-sequenced", 0)
+    app = _App()
+    st = eos.state(app)
+    st.ledger.note(tp, [5, 6], position=7)
+    calls: list[tuple[str, bool, int]] = []
+    eos.on_commit(app, lambda tid: calls.append((tid, st.gate(tid).locked(), len(app.committed))))
+    eos.on_commit(app, lambda tid: 1 / 0)  # a failing callback is logged; the commit stands
+    assert await eos._commit_one(app.consumer, st, "app-0-0", {tp}, True) is True
+    assert calls == [("app-0-0", True, 1)]  # after the commit, before the gate lets the next event in
+    assert await eos._commit_one(app.consumer, st, "app-0-0", {tp}, True) is False  # nothing new: no commit
+    assert len(calls) == 1

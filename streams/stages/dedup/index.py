@@ -30,7 +30,7 @@ import binascii
 import hashlib
 import math
 import re
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -234,10 +234,15 @@ class DedupState:
         self._rebuilt_chunk(first, hexes, values[:n_signed], signed[:n_signed])
         return self._finish_rebuild()
 
-    def rebuild_from_snapshot(self, snapshot: Snapshot) -> int:
+    def rebuild_from_snapshot(self, snapshot: Snapshot, changed: Iterable[str] = ()) -> int:
         """Builds the index from a snapshot's columns (no JSON, no base64), as `rebuild` would from the
         tables the snapshot was written from; returns the count. The tables must hold the same entries
-        (`snapshot.load_tables`): decisions read candidates' entries from them."""
+        (`snapshot.load_tables`): decisions read candidates' entries from them.
+
+        `changed`: article_ids whose entries may differ in the tables from the snapshot's (the changelog
+        records replayed after it: new articles, revisions, evictions). Each is indexed again from its
+        table entry, or leaves the index when the table no longer has it, so the index is the one
+        `rebuild` would make from the tables as they are now."""
         expected = int(snapshot.manifest["counts"]["articles"])
         self._reset_index(int(expected * 1.02) + 16, expected)
         self._rebuilding = True
@@ -266,7 +271,30 @@ class DedupState:
                     self._odd[first + i] = key
             values = np.ascontiguousarray(cols.minhash[signed_rows], dtype=np.uint32)
             self._rebuilt_chunk(first, hexes, values, (first + signed_rows).astype(np.int64))
-        return self._finish_rebuild()
+        self._finish_rebuild()
+        touched = False
+        for article_id in dict.fromkeys(changed):  # each once, in order
+            self._reindex(str(article_id))
+            touched = True
+        if touched:
+            live = np.flatnonzero(self._alive[: self._used])
+            self.watermark_ms = int(self._seen[live].max()) if live.shape[0] else None
+        return self._size
+
+    def _reindex(self, article_id: str) -> None:
+        """Makes the index agree with the table entry of `article_id` (as `rebuild` would read it)."""
+        slot = self._find(article_id)
+        entry: Any = self.articles.get(article_id)
+        if isinstance(entry, dict):
+            try:
+                int(entry["seen_ms"] if "seen_ms" in entry else entry["event_ms"])
+            except (KeyError, TypeError, ValueError):
+                entry = None
+        if not isinstance(entry, dict):  # gone (evicted) or unreadable: rebuild() would not index it either
+            if slot >= 0:
+                self._kill(slot)
+            return
+        self.adopt(article_id, entry)  # a slot it had dies (`add`); the entry is indexed afresh
 
     def _finish_rebuild(self) -> int:
         self._rebuilding = False

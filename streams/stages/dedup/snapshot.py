@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,16 +148,47 @@ def _pairs_chunk(kind: str, rows: list[tuple[str, Any]]) -> bytes:
     return _pack({"kind": kind, "rows": len(rows), "pairs": rows}, {})
 
 
-def _bounded(items: Iterable[tuple[Any, Any]], per_row: int, chunk_bytes: int) -> Iterator[list[tuple[str, Any]]]:
-    rows_per_chunk = max(1, chunk_bytes // max(per_row, 1))
+def _bounded(
+    items: Iterable[tuple[Any, Any]], size: Callable[[str, Any], int], chunk_bytes: int
+) -> Iterator[list[tuple[str, Any]]]:
+    """Batches whose rows' sizes (`size(key, value)`, bytes) add up to at most `chunk_bytes`; a row larger
+    than the bound goes alone. Sizes are measured, not assumed: a held article can be 2 MB, a URL 2 KB, and
+    a chunk must stay below the record size its topic accepts."""
     batch: list[tuple[str, Any]] = []
+    total = 0
     for key, value in items:
-        batch.append((str(key), value))
-        if len(batch) >= rows_per_chunk:
+        key = str(key)
+        n = size(key, value)
+        if batch and total + n > chunk_bytes:
             yield batch
-            batch = []
+            batch, total = [], 0
+        batch.append((key, value))
+        total += n
     if batch:
         yield batch
+
+
+def _article_bytes(num_perm: int) -> Callable[[str, Any], int]:
+    fixed = 4 * num_perm + 8 * len(COLUMN_FIELDS) + 8 + 28 + 2  # signature, string ends, key end, numbers, flags
+
+    def size(key: str, entry: Any) -> int:
+        n = fixed + len(key)
+        for name in COLUMN_FIELDS:
+            value = entry.get(name, "")
+            n += len(value) if type(value) is str else len(str(value))
+        previous = entry.get("previous_revisions")
+        if previous:  # what goes to the JSON side list
+            n += len(orjson.dumps(previous, default=str)) + 48
+        rest = entry.keys() - _KNOWN
+        if rest:
+            n += len(orjson.dumps({k: entry[k] for k in rest}, default=str)) + 16
+        return n
+
+    return size
+
+
+def _pair_bytes(key: str, value: Any) -> int:
+    return len(key) + len(orjson.dumps(value, default=str)) + 8  # as it is stored: [key, value] in the header
 
 
 def write_snapshot(
@@ -169,23 +200,25 @@ def write_snapshot(
     offsets: Mapping[str, int],
     chunk_bytes: int = 8 * 1024 * 1024,
     snapshot_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """(key, value) records of a snapshot of the three tables: the chunks first, the manifest last.
 
     `offsets` are the changelog positions the tables reflect (the next offset of each changelog topic).
     Write the records in order; a reader uses a manifest only once every chunk it names is there.
-    Entries that are not JSON objects are skipped, as `DedupState.rebuild` skips them."""
+    Entries that are not JSON objects are skipped, as `DedupState.rebuild` skips them. A chunk holds rows
+    of at most `chunk_bytes` together (measured; plus a small header); `extra` (JSON) goes into the
+    manifest as is, for the writer's own bookkeeping."""
     sid = snapshot_id or uuid.uuid4().hex
     keys: list[str] = []
     counts = {"articles": 0, "content": 0, "held": 0}
-    per_article = 4 * config.num_perm + 200  # bytes of one row, for the chunk bound
     entries = ((k, v) for k, v in articles.items() if isinstance(v, dict))
-    for rows in _bounded(entries, per_article, chunk_bytes):
+    for rows in _bounded(entries, _article_bytes(config.num_perm), chunk_bytes):
         keys.append(f"{sid}/{len(keys):06d}")
         counts["articles"] += len(rows)
         yield keys[-1], _article_chunk(rows, config.num_perm)
-    for kind, table, per_row in (("content", content, 80), ("held", held, 4096)):
-        for rows in _bounded(table.items(), per_row, chunk_bytes):
+    for kind, table in (("content", content), ("held", held)):
+        for rows in _bounded(table.items(), _pair_bytes, chunk_bytes):
             keys.append(f"{sid}/{len(keys):06d}")
             counts[kind] += len(rows)
             yield keys[-1], _pairs_chunk(kind, rows)
@@ -197,6 +230,8 @@ def write_snapshot(
         "offsets": dict(offsets),
         "chunks": keys,
     }
+    if extra:
+        manifest["extra"] = dict(extra)
     yield MANIFEST_KEY, orjson.dumps(manifest)
 
 

@@ -150,3 +150,103 @@ def test_a_corrupt_chunk_is_refused_when_read() -> None:
     records[first_chunk] = records[first_chunk][:40]
     with pytest.raises(SnapshotError):
         load_tables(read_snapshot(records, PRODUCTION), {}, {}, {})
+
+
+class Recording(dict[str, Any]):
+    """A table that notes every key written or deleted: what Faust's replay of the changelog tail touches."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.touched: list[str] = []
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.touched.append(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.touched.append(key)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.touched.append(key)
+        return super().pop(key, *default)
+
+
+def _after_the_snapshot() -> tuple[Any, dict[str, Any], dict[str, Any], list[str], dict[str, dict[str, Any]], str]:
+    """A snapshot, then what the worker went on to do before it died: new articles, a revision, evictions.
+    Returns (snapshot, articles now, content now, article_ids touched after the snapshot, probes, an evicted id)."""
+    tables = filled()
+    snap = read_snapshot(snapshot_of(tables), PRODUCTION)
+    cfg = dataclasses.replace(PRODUCTION, max_entries=len(tables[0]) + 1)  # so that the tail evicts
+    articles, content = Recording(orjson.loads(orjson.dumps(tables[0]))), dict(tables[1])
+    live = DedupState(cfg, articles, content)
+    live.rebuild()
+    later = NOW + timedelta(hours=1)
+    fresh = [f.article(200 + i, published_at=later) for i in range(3)]
+    revised = f.revised(f.article(6), f.article(6)["text"] + "\n\nThe council corrected the figures on Friday.")
+    for a in [*fresh, revised]:
+        dedup(a, state=live, now=later)
+    evicted = live.expire()
+    assert evicted, "the tail should evict something, or the test proves less"
+    gone = next(a for a in (f.article(s) for s in range(12)) if a["article_id"] in evicted)
+    probes = {
+        "copy of an article decided after the snapshot": f.copy_of(fresh[1], url="https://p.example/1"),
+        "near copy of the new revision": f.copy_of(revised, url="https://p.example/2", text=f.wrapped(revised["text"])),
+        "copy of an article from the snapshot": f.copy_of(f.article(3), url="https://p.example/3"),
+        "copy of an evicted article": f.copy_of(gone, url="https://p.example/4"),
+    }
+    return snap, dict(articles), content, articles.touched, probes, gone["article_id"]
+
+
+def _decisions(state: DedupState, probes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for name, probe in probes.items():
+        o = dedup(probe, state=state, now=NOW + timedelta(hours=2))
+        out[name] = (o.record["match"], o.record["duplicate_of"]) if isinstance(o, Duplicate) else ("unique", None)
+    return out
+
+
+def test_the_index_from_a_snapshot_and_the_changes_after_it_decides_as_one_rebuilt_from_the_tables() -> None:
+    snap, articles, content, touched, probes, evicted = _after_the_snapshot()
+    cfg = dataclasses.replace(PRODUCTION, max_entries=len(articles) + 10)
+    rebuilt = DedupState(cfg, orjson.loads(orjson.dumps(articles)), dict(content))
+    assert rebuilt.rebuild() == len(articles)
+    restored = DedupState(cfg, orjson.loads(orjson.dumps(articles)), dict(content))
+    assert restored.rebuild_from_snapshot(snap, touched) == len(articles)
+    assert restored.size() == rebuilt.size() and restored.watermark_ms == rebuilt.watermark_ms
+    assert set(restored.articles) == set(rebuilt.articles)
+    assert all(a in restored for a in articles)
+    decided = _decisions(rebuilt, probes)
+    assert _decisions(restored, probes) == decided
+    assert decided["copy of an article decided after the snapshot"][0] == "same_content"
+    assert evicted not in restored and evicted not in restored.articles
+
+
+def test_without_the_changes_after_it_the_index_from_a_snapshot_misses_the_new_articles() -> None:
+    snap, articles, content, _touched, _probes, _evicted = _after_the_snapshot()
+    cfg = dataclasses.replace(PRODUCTION, max_entries=len(articles) + 10)
+    stale = DedupState(cfg, orjson.loads(orjson.dumps(articles)), dict(content))
+    stale.rebuild_from_snapshot(snap)
+    assert stale.size() != len(articles)  # ghosts of evicted articles, new ones missing
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 * 1024, 1024 * 1024])
+def test_chunks_are_bounded_by_their_measured_size_with_large_held_articles_and_long_urls(chunk_bytes: int) -> None:
+    articles, content, held = filled()
+    for i in range(300):
+        long_url = "https://long.example/" + "segment/" * 250 + str(i)
+        articles[f"long-{i}"] = {**next(iter(articles.values())), "canonical_url": long_url}
+    big = f.article(60, text=" ".join(["word"] * 40_000))  # ~200 kB of text
+    for i in range(12):
+        held[f"{i:020d}"] = {"article": big, "arrival_ms": i}
+    records = list(write_snapshot(PRODUCTION, articles, content, held, offsets=OFFSETS, chunk_bytes=chunk_bytes))
+    largest_row = len(orjson.dumps(held["00000000000000000000"]))
+    assert all(len(v) <= max(chunk_bytes, largest_row) + 4_096 for _, v in records[:-1])
+    restored: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    load_tables(read_snapshot(dict(records), PRODUCTION), *restored)
+    assert restored == (articles, content, held)
+
+
+def test_the_manifest_carries_the_writers_extra_fields() -> None:
+    records = dict(write_snapshot(PRODUCTION, *filled(), offsets=OFFSETS, extra={"previous": ["a/000000"]}))
+    assert read_snapshot(records, PRODUCTION).manifest["extra"] == {"previous": ["a/000000"]}
