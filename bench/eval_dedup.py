@@ -1,6 +1,6 @@
 """Evaluates the dedup stage on real news text (../shared/data): exact duplicates, syndicated copies, SemEval.
 
-Run: .venv/bin/python bench/eval_dedup.py [--thresholds 0.5,0.6,...] [--limit N] [--num-perm 128]
+Run: .venv/bin/python bench/eval_dedup.py [--thresholds 0.5,0.6,...] [--limit N] [--num-perm N]
 
 1. The 100 natural exact duplicates of the BBC corpus (rows with exact_duplicate_of) must all be caught.
 2. Syndicated copies derived from every distinct BBC article with the edits a syndicator makes; precision and
@@ -371,7 +371,7 @@ def classify(flagged_j: dict[int, float]) -> dict[str, int]:
     return {k: c[k] for k in ("unlabelled_dup", "borderline", "false_positive")}
 
 
-NUM_PERM = [128]  # set from --num-perm
+NUM_PERM = [Settings().dedup_num_perm]  # set from --num-perm
 
 
 class Rule(NamedTuple):
@@ -607,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         "--floors", default=str(defaults.dedup_containment_min_similarity), help="Jaccard floors for containment"
     )
     ap.add_argument("--limit", type=int, default=None, help="derive copies from N BBC articles (default all)")
-    ap.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
+    ap.add_argument(
+        "--num-perm", type=int, default=Settings().dedup_num_perm, help="MinHash permutations (default: production's)"
+    )
     args = ap.parse_args(argv)
     NUM_PERM[0] = args.num_perm
     thresholds = [
