@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from streams.codec import short_hash
+
 
 class JsonTable(MutableMapping[str, Any]):
     """A dict of JSON text: every read decodes, every write encodes, like a Faust table's JSON values.
@@ -78,3 +80,22 @@ def rss_bytes() -> int:
     """Resident memory of this process (Linux /proc/self/statm)."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def archive_entry(i: int, now_ms: int, **fields: Any) -> tuple[str, str, dict[str, Any]]:
+    """(article_id, revision, dedup-articles entry) of archived article `i`, as the integration tests write
+    them straight into the changelogs; `fields` adds the signature fields a test needs."""
+    url = f"https://archive.example/{i}"
+    aid, rev = short_hash(url), short_hash(f"text {i}")
+    entry = {
+        "canonical_url": url,
+        "revision": rev,
+        "revision_number": 1,
+        "previous_revisions": [],
+        "cluster_id": aid,
+        "event_ms": now_ms,
+        "seen_ms": now_ms,
+        "source": "archive",
+        **fields,
+    }
+    return aid, rev, entry

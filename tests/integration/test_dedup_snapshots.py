@@ -20,6 +20,7 @@ from streams.kafka.client import aiokafka_kwargs
 from streams.settings import Settings
 from streams.stages.dedup.config import DedupConfig
 from streams.stages.dedup.snapshot import write_snapshot
+from tests.factories.dedup_state import archive_entry
 from tests.factories.stories import article, story
 from tests.integration.conftest import read_committed, send_all, values
 from tests.integration.test_dedup_pipeline import near_copy, raw, send_paced
@@ -33,25 +34,11 @@ def elsewhere(s: Settings, tmp_path: Any, name: str) -> Settings:
     return s.__class__(**{**s.__dict__, "data_dir": str(tmp_path / name)})
 
 
-def events(worker: Any, name: str) -> list[dict[str, Any]]:
-    """Every `name` event of a worker's JSON log."""
-    out = []
-    for line in worker.tail(1_000_000).splitlines():
-        if f'"{name}"' in line and line.startswith("{"):
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if doc.get("event") == name:
-                out.append(doc)
-    return out
-
-
 def wait_for(worker: Any, name: str, timeout: float, while_waiting: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert worker.alive(), worker.tail()
-        if events(worker, name):
+        if worker.events(name):
             return
         if while_waiting is not None:
             while_waiting()
@@ -87,7 +74,7 @@ def test_a_worker_killed_and_restarted_empty_comes_back_from_the_snapshot_and_th
     # and decides more articles, without writing a snapshot of them: they are only in the changelog tail.
     again = worker_factory(s, stages="normalize,dedup", STREAMS_DEDUP_SNAPSHOT_INTERVAL_SECONDS="0", **JSON_LOG)
     again.wait_ready(timeout=120)
-    assert "local_state_discarded" in again.tail(1000) and events(again, "dedup_snapshot_restored"), again.tail()
+    assert "local_state_discarded" in again.tail(1000) and again.events("dedup_snapshot_restored"), again.tail()
     asyncio.run(
         send_all(s, "articles.raw", [(None, raw(f"https://after.example/{i}", t, x)) for i, (t, x) in enumerate(after)])
     )
@@ -109,13 +96,13 @@ def test_a_worker_killed_and_restarted_empty_comes_back_from_the_snapshot_and_th
     uniq = values(asyncio.run(read_committed(s, "articles.unique", expect=0, timeout=5, settle=1)))
     assert len(uniq) == 12 + n_fillers + 8, "a copy after the restart was let through as new"
 
-    [restored] = events(second, "dedup_snapshot_restored")
+    [restored] = second.events("dedup_snapshot_restored")
     tables = restored["tables"]
     assert tables["dedup-articles"]["how"] == "snapshot", restored
     assert tables["dedup-articles"]["entries"] >= 12 and tables["dedup-articles"]["tail"] > 0, restored
-    built = [e for e in events(second, "dedup_index_rebuilt") if e.get("source") == "snapshot"]
+    built = [e for e in second.events("dedup_index_rebuilt") if e.get("source") == "snapshot"]
     assert built and built[0]["changed_since_snapshot"] >= 8, second.tail()
-    assert len(events(second, "dedup_index_rebuilt")) == 1, "the index was rebuilt again after the recovery"
+    assert len(second.events("dedup_index_rebuilt")) == 1, "the index was rebuilt again after the recovery"
 
 
 def test_a_snapshot_taken_while_articles_flow_holds_no_write_of_an_aborted_transaction(
@@ -133,7 +120,7 @@ def test_a_snapshot_taken_while_articles_flow_holds_no_write_of_an_aborted_trans
     streaming.start()
     asyncio.run(read_committed(s, "articles.unique", expect=300, timeout=120, settle=0))
     wait_for(first, "dedup_snapshot_written", 60)
-    written = len(events(first, "dedup_snapshot_written"))
+    written = len(first.events("dedup_snapshot_written"))
     first.kill()  # mid-stream: decisions in flight, their transaction never commits
     before = len(values(asyncio.run(read_committed(s, "articles.unique", expect=0, timeout=3, settle=0.5))))
     second = worker_factory(elsewhere(s, tmp_path, "empty"), stages="normalize,dedup", **SNAPSHOT_EVERY, **JSON_LOG)
@@ -145,7 +132,7 @@ def test_a_snapshot_taken_while_articles_flow_holds_no_write_of_an_aborted_trans
     assert before < n, "the worker finished before it was killed: the test proves nothing"
     assert len(ids) == len(set(ids)) == n, f"{len(set(ids))} distinct of {len(ids)} published\n{second.tail()}"
     assert written >= 2, "snapshots were not taken while articles flowed"
-    [restored] = events(second, "dedup_snapshot_restored")
+    [restored] = second.events("dedup_snapshot_restored")
     assert restored["tables"]["dedup-articles"]["how"] == "snapshot", restored
 
 
@@ -176,20 +163,8 @@ async def _fill(s: Settings) -> dict[str, int]:
         now_ms = int(time.time() * 1000)
         futs = []
         for i in range(ENTRIES + TAIL):
-            url = f"https://archive.example/{i}"
-            aid, rev = short_hash(url), short_hash(f"text {i}")
-            entry = {
-                "canonical_url": url,
-                "revision": rev,
-                "revision_number": 1,
-                "previous_revisions": [],
-                "cluster_id": aid,
-                "event_ms": now_ms,
-                "seen_ms": now_ms,
-                "source": "archive",
-                "minhash": base64.b64encode(i.to_bytes(4, "little") * cfg.num_perm).decode(),
-                "shingles": 40,
-            }
+            minhash = base64.b64encode(i.to_bytes(4, "little") * cfg.num_perm).decode()
+            aid, rev, entry = archive_entry(i, now_ms, minhash=minhash, shingles=40)
             if i == ENTRIES:  # the snapshot covers the first ENTRIES; the rest is the tail
                 await asyncio.gather(*futs)
                 futs = []
@@ -263,7 +238,7 @@ def test_ready_says_503_and_the_gauges_count_down_while_a_snapshot_loads(topics,
     assert _gauge(metrics, "streams_state_recovery_records_remaining", "dedup-articles") == 0
     assert _gauge(metrics, "streams_state_recovery_progress_ratio", "dedup-articles") == 1.0
 
-    [restored] = events(worker, "dedup_snapshot_restored")
+    [restored] = worker.events("dedup_snapshot_restored")
     assert restored["seconds"] > 0 and restored["tables"]["dedup-articles"] == {
         "entries": ENTRIES,
         "offset": ENTRIES,

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.codec import short_hash
+from tests.factories.dedup_state import archive_entry
 from tests.factories.stories import article
 from tests.integration.conftest import read_committed, send_all, values
 
@@ -36,19 +37,7 @@ async def _fill_changelogs(s) -> None:
         now_ms = int(time.time() * 1000)
         futs = []
         for i in range(ENTRIES):
-            url = f"https://archive.example/{i}"
-            aid, rev = short_hash(url), short_hash(f"text {i}")
-            entry = {
-                "canonical_url": url,
-                "revision": rev,
-                "revision_number": 1,
-                "previous_revisions": [],
-                "cluster_id": aid,
-                "event_ms": now_ms,
-                "seen_ms": now_ms,
-                "source": "archive",
-                "signature": "",
-            }
+            aid, rev, entry = archive_entry(i, now_ms, signature="")
             futs.append(await prod.send(articles, key=orjson.dumps(aid), value=orjson.dumps(entry), partition=0))
             futs.append(await prod.send(content, key=orjson.dumps(rev), value=orjson.dumps(aid), partition=0))
         await asyncio.gather(*futs)
